@@ -1,0 +1,1 @@
+"""snippet-service: paste code, get it syntax-highlighted by a background job."""

@@ -1,0 +1,95 @@
+"""The small HTTP client the worker uses to reach the highlighting service."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import aiohttp
+
+MAX_RESPONSE_BYTES = 8 * 1024 * 1024
+
+
+class HighlighterError(Exception):
+    """The highlighter could not produce HTML."""
+
+    transient = False
+
+    def __init__(self, message: str, status: int | None = None, retry_after: float | None = None):
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+
+
+class HighlighterUnavailable(HighlighterError):
+    """A failure that may pass: connection errors, timeouts, 429 and 5xx answers."""
+
+    transient = True
+
+
+class HighlighterRejected(HighlighterError):
+    """The highlighter refused this input (a 4xx answer); trying again will not help."""
+
+
+def _retry_after(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+async def _read_capped(response: aiohttp.ClientResponse, cap: int) -> bytes | None:
+    """The body, or None once it grows past cap bytes (the rest is never read)."""
+    if (response.content_length or 0) > cap:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > cap:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@asynccontextmanager
+async def client_session(limit: int, total_timeout: float = 30.0) -> AsyncIterator[aiohttp.ClientSession]:
+    """One session per process, with explicit timeouts and a connection limit."""
+    timeout = aiohttp.ClientTimeout(total=total_timeout, connect=5.0, sock_read=total_timeout)
+    connector = aiohttp.TCPConnector(limit=limit, limit_per_host=limit, keepalive_timeout=30)
+    async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
+        yield session
+
+
+async def highlight(session: aiohttp.ClientSession, url: str, lang: str, code: str) -> str:
+    """POST lang and code as a form; return the HTML or raise a HighlighterError."""
+    try:
+        async with session.post(url, data={"lang": lang, "code": code}) as response:
+            body = await _read_capped(response, MAX_RESPONSE_BYTES)
+            status = response.status
+            retry_after = _retry_after(response.headers.get("Retry-After"))
+            content_type = response.content_type
+    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        raise HighlighterUnavailable(f"highlighter unreachable: {exc!r}") from exc
+    text = (body or b"")[:2000].decode("utf-8", "replace").strip()
+    if status == 429 or status >= 500:
+        raise HighlighterUnavailable(
+            f"highlighter answered {status}: {text}", status=status, retry_after=retry_after
+        )
+    if status >= 400:
+        raise HighlighterRejected(text or f"highlighter answered {status}", status=status)
+    if status != 200:
+        raise HighlighterUnavailable(f"highlighter answered {status}", status=status)
+    if body is None:
+        raise HighlighterRejected(
+            f"highlighter response is over {MAX_RESPONSE_BYTES} bytes", status=status
+        )
+    if content_type != "text/html":
+        raise HighlighterRejected(f"highlighter answered {content_type}, not text/html", status=status)
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise HighlighterRejected("highlighter response is not UTF-8", status=status) from None

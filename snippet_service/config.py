@@ -1,0 +1,98 @@
+"""Settings read from the environment, with explicit casts and defaults."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+T = TypeVar("T")
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+class ConfigError(ValueError):
+    """An environment variable holds a value we cannot use."""
+
+
+def _port(raw: str) -> int:
+    value = int(raw)
+    if not 0 <= value <= 65535:
+        raise ValueError("not a TCP port")
+    return value
+
+
+def _positive_int(raw: str) -> int:
+    value = int(raw)
+    if value < 1:
+        raise ValueError("must be at least 1")
+    return value
+
+
+def _url(schemes: tuple[str, ...]) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        parts = urlsplit(raw)
+        if parts.scheme not in schemes or not parts.hostname:
+            raise ValueError(f"expected a {'/'.join(schemes)} URL with a host")
+        return raw
+
+    return parse
+
+
+def _http_url(raw: str) -> str:
+    value = _url(("http", "https"))(raw)
+    return value if value.endswith("/") else value + "/"
+
+
+def _read(
+    env: Mapping[str, str], name: str, cast: Callable[[str], T], default: T
+) -> T:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return cast(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name}={raw!r} is invalid: {exc}") from None
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything the web app, the worker and the highlighter read from the environment."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    redis_url: str = DEFAULT_REDIS_URL
+    redis_url_set: bool = False
+    db_path: Path = Path("var/snippets.db")
+    highlighter_url: str = "http://127.0.0.1:8081/"
+    highlighter_url_set: bool = False
+    highlighter_port: int = 8081
+    worker_max_jobs: int = 200
+    db_pool_size: int = 5
+    max_snippet_bytes: int = 512 * 1024
+    queue_name: str = "snippets:queue"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
+        """Read the configuration; raise ConfigError naming the first bad variable."""
+        env = os.environ if env is None else env
+        return cls(
+            host=_read(env, "HOST", str, cls.host),
+            port=_read(env, "PORT", _port, cls.port),
+            redis_url=_read(env, "REDIS_URL", _url(("redis", "rediss", "unix")), DEFAULT_REDIS_URL),
+            redis_url_set=bool(env.get("REDIS_URL")),
+            db_path=_read(env, "SNIPPETS_DB", Path, cls.db_path),
+            highlighter_url=_read(env, "HIGHLIGHTER_URL", _http_url, cls.highlighter_url),
+            highlighter_url_set=bool(env.get("HIGHLIGHTER_URL")),
+            highlighter_port=_read(env, "HIGHLIGHTER_PORT", _port, cls.highlighter_port),
+            worker_max_jobs=_read(env, "WORKER_MAX_JOBS", _positive_int, cls.worker_max_jobs),
+            db_pool_size=_read(env, "DB_POOL_SIZE", _positive_int, cls.db_pool_size),
+            max_snippet_bytes=_read(
+                env, "MAX_SNIPPET_BYTES", _positive_int, cls.max_snippet_bytes
+            ),
+            queue_name=_read(env, "QUEUE_NAME", str, cls.queue_name),
+        )

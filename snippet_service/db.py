@@ -1,0 +1,197 @@
+"""The data layer: a bounded pool of SQLite connections, migrations and snippet queries."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+logger = logging.getLogger("snippet_service.db")
+
+PENDING, HIGHLIGHTED, FAILED = "pending", "highlighted", "failed"
+STATUSES = (PENDING, HIGHLIGHTED, FAILED)
+
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE snippets (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        language TEXT NOT NULL,
+        plain_code TEXT NOT NULL,
+        highlighted_code TEXT,
+        status TEXT NOT NULL DEFAULT 'pending'
+            CHECK (status IN ('pending', 'highlighted', 'failed')),
+        error TEXT,
+        revision INTEGER NOT NULL DEFAULT 1,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE INDEX snippets_status_updated ON snippets (status, updated_at);
+    """,
+)
+
+
+class SnippetNotFound(LookupError):
+    """No snippet has this id."""
+
+    def __init__(self, snippet_id: int) -> None:
+        super().__init__(f"snippet {snippet_id} not found")
+        self.snippet_id = snippet_id
+
+
+@dataclass(frozen=True)
+class Snippet:
+    id: int
+    language: str
+    plain_code: str
+    highlighted_code: str | None
+    status: str
+    error: str | None
+    revision: int
+    created_at: str
+    updated_at: str
+
+    @classmethod
+    def from_row(cls, row: aiosqlite.Row) -> Snippet:
+        return cls(**{key: row[key] for key in row.keys()})
+
+
+def utcnow() -> str:
+    """The current time as an ISO 8601 UTC string with milliseconds."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class Database:
+    """A fixed number of SQLite connections shared by coroutines; writes go one at a time."""
+
+    def __init__(self, path: Path, size: int) -> None:
+        self.path = path
+        self.size = size
+        self._idle: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
+        self._all: list[aiosqlite.Connection] = []
+        self._write_lock = asyncio.Lock()
+
+    async def open(self) -> None:
+        """Open the connections and bring the schema up to date."""
+        if self.path.parent != Path(""):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(self.size):
+            conn = await aiosqlite.connect(self.path, isolation_level=None)
+            conn.row_factory = aiosqlite.Row
+            await conn.execute("PRAGMA busy_timeout = 10000")
+            await conn.execute("PRAGMA journal_mode = WAL")
+            await conn.execute("PRAGMA synchronous = NORMAL")
+            self._all.append(conn)
+            self._idle.put_nowait(conn)
+        await migrate(self)
+
+    async def close(self) -> None:
+        """Close every connection."""
+        for conn in self._all:
+            await conn.close()
+        self._all.clear()
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[aiosqlite.Connection]:
+        """Borrow a connection for reads; waits while all are in use."""
+        conn = await self._idle.get()
+        try:
+            yield conn
+        finally:
+            self._idle.put_nowait(conn)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """A write transaction (BEGIN IMMEDIATE), committed on success, rolled back otherwise."""
+        async with self._write_lock, self.connection() as conn:
+            await conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                await asyncio.shield(conn.rollback())
+                raise
+            await asyncio.shield(conn.commit())
+
+
+async def migrate(db: Database) -> None:
+    """Apply the migrations this database has not seen yet."""
+    async with db.transaction() as conn:
+        async with conn.execute("PRAGMA user_version") as cursor:
+            row = await cursor.fetchone()
+        version = row[0] if row else 0
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            logger.info("applying migration %d", number)
+            for statement in filter(str.strip, script.split(";")):
+                await conn.execute(statement)
+            await conn.execute(f"PRAGMA user_version = {number}")
+
+
+async def create_snippet(db: Database, language: str, plain_code: str) -> Snippet:
+    """Store a new pending snippet and return it."""
+    now = utcnow()
+    async with db.transaction() as conn:
+        cursor = await conn.execute(
+            "INSERT INTO snippets (language, plain_code, status, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (language, plain_code, PENDING, now, now),
+        )
+        snippet_id = cursor.lastrowid
+    assert snippet_id is not None
+    return Snippet(snippet_id, language, plain_code, None, PENDING, None, 1, now, now)
+
+
+async def get_snippet(db: Database, snippet_id: int) -> Snippet:
+    """Return one snippet or raise SnippetNotFound."""
+    async with db.connection() as conn:
+        async with conn.execute("SELECT * FROM snippets WHERE id = ?", (snippet_id,)) as cursor:
+            row = await cursor.fetchone()
+    if row is None:
+        raise SnippetNotFound(snippet_id)
+    return Snippet.from_row(row)
+
+
+async def recent_snippets(db: Database, limit: int = 20) -> list[Snippet]:
+    """The newest snippets first."""
+    async with db.connection() as conn:
+        async with conn.execute(
+            "SELECT * FROM snippets ORDER BY id DESC LIMIT ?", (limit,)
+        ) as cursor:
+            rows = await cursor.fetchall()
+    return [Snippet.from_row(row) for row in rows]
+
+
+async def count_snippets(db: Database) -> int:
+    """How many snippets are stored."""
+    async with db.connection() as conn:
+        async with conn.execute("SELECT count(*) FROM snippets") as cursor:
+            row = await cursor.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def _finish(db: Database, snippet_id: int, revision: int, **values: Any) -> bool:
+    columns = ", ".join(f"{name} = ?" for name in values)
+    async with db.transaction() as conn:
+        cursor = await conn.execute(
+            f"UPDATE snippets SET {columns}, updated_at = ?"
+            " WHERE id = ? AND revision = ? AND status = ?",
+            (*values.values(), utcnow(), snippet_id, revision, PENDING),
+        )
+        return cursor.rowcount == 1
+
+
+async def mark_highlighted(db: Database, snippet_id: int, revision: int, html: str) -> bool:
+    """Store the highlighted HTML of a pending revision; False if it was already finished."""
+    return await _finish(
+        db, snippet_id, revision, highlighted_code=html, status=HIGHLIGHTED, error=None
+    )
+
+
+async def mark_failed(db: Database, snippet_id: int, revision: int, error: str) -> bool:
+    """Record why a pending revision could not be highlighted; False if already finished."""
+    return await _finish(db, snippet_id, revision, status=FAILED, error=error)

@@ -1,0 +1,119 @@
+"""`make run`: start Valkey (unless REDIS_URL is set), the highlighter (unless
+HIGHLIGHTER_URL is set), the worker and the web app; stop them all on SIGINT or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+
+from snippet_service.config import Config, ConfigError
+from snippet_service.valkey import free_port, start_valkey, wait_for_port
+
+logger = logging.getLogger("snippet_service.launcher")
+
+ROOT = Path(__file__).resolve().parent.parent
+STOP_GRACE_SECONDS = 30.0
+PR_SET_PDEATHSIG = 1
+
+
+class Stop(Exception):
+    """A signal asked us to stop."""
+
+
+def _raise_stop(signum: int, frame: FrameType | None) -> None:
+    raise Stop(signal.Signals(signum).name)
+
+
+def _die_with_parent() -> None:
+    """In the child: ask Linux to SIGTERM us if the launcher dies (even by SIGKILL)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+
+
+def _python(*args: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, *args],
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        preexec_fn=_die_with_parent,
+    )
+
+
+def stop_all(processes: list[tuple[str, subprocess.Popen[bytes]]]) -> None:
+    """SIGTERM every process (newest first), wait, then SIGKILL what is left."""
+    for _name, process in reversed(processes):
+        if process.poll() is None:
+            process.terminate()
+    deadline = time.monotonic() + STOP_GRACE_SECONDS
+    for name, process in reversed(processes):
+        try:
+            process.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            logger.warning("%s did not stop in time; killing it", name)
+            process.kill()
+            process.wait()
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        config = Config.from_env()
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGTERM, _raise_stop)
+    signal.signal(signal.SIGINT, _raise_stop)
+    env = dict(os.environ)
+    processes: list[tuple[str, subprocess.Popen[bytes]]] = []
+    try:
+        if not config.redis_url_set:
+            port = int(env.get("VALKEY_PORT") or free_port())
+            data_dir = config.db_path.parent / "valkey"
+            processes.append(("valkey", start_valkey(port, data_dir, preexec_fn=_die_with_parent)))
+            env["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
+            logger.info("private Valkey on %s (data in %s)", env["REDIS_URL"], data_dir)
+        if not config.highlighter_url_set:
+            processes.append(("highlighter", _python("-m", "snippet_service.highlighter", env=env)))
+            wait_for_port(config.highlighter_port, 30.0, processes[-1][1])
+            env["HIGHLIGHTER_URL"] = f"http://127.0.0.1:{config.highlighter_port}/"
+        processes.append(("worker", _python("run_worker.py", env=env)))
+        processes.append(("web", _python("run_web.py", env=env)))
+        wait_for_port(config.port, 30.0, processes[-1][1])
+        print(f"snippet-service is running at http://{config.host}:{config.port}/ (Ctrl-C stops it)",
+              flush=True)
+        parent = os.getppid()
+        while True:
+            if os.getppid() != parent:
+                logger.info("the parent process (make) is gone; stopping")
+                return 0
+            for name, process in processes:
+                if process.poll() is not None:
+                    logger.error("%s exited with code %s; stopping", name, process.returncode)
+                    return 1
+            time.sleep(0.5)
+    except Stop as stop:
+        logger.info("%s received; stopping", stop)
+        return 0
+    except Exception as exc:  # noqa: BLE001 - report any start-up failure, then clean up
+        logger.error("could not start: %s", exc)
+        return 1
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        stop_all(processes)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""The web app factory: wires config, resources, routes and templates."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp_jinja2
+import jinja2
+from aiohttp import web
+
+from snippet_service.client import client_session
+from snippet_service.config import Config
+from snippet_service.db import Database
+from snippet_service.events import DoneListener
+from snippet_service.languages import fetch_languages
+from snippet_service.middlewares import errors, security_headers
+from snippet_service.queue import open_pool
+from snippet_service.routes import setup_routes
+from snippet_service.typedefs import CONFIG, DB, DONE, HTTP, LANGUAGES, REDIS
+
+logger = logging.getLogger("snippet_service.main")
+
+TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
+
+
+async def database_ctx(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    database = Database(config.db_path, config.db_pool_size)
+    await database.open()
+    app[DB] = database
+    yield
+    await database.close()
+
+
+async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
+    redis = await open_pool(app[CONFIG])
+    app[REDIS] = redis
+    yield
+    await redis.aclose(close_connection_pool=True)
+
+
+async def http_ctx(app: web.Application) -> AsyncIterator[None]:
+    async with client_session(limit=10, total_timeout=10) as session:
+        app[HTTP] = session
+        yield
+
+
+async def languages_ctx(app: web.Application) -> AsyncIterator[None]:
+    app[LANGUAGES] = await fetch_languages(app[HTTP], app[CONFIG].highlighter_url)
+    yield
+
+
+async def done_listener_ctx(app: web.Application) -> AsyncIterator[None]:
+    listener = DoneListener(app[REDIS])
+    app[DONE] = listener
+    task = asyncio.create_task(listener.run())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def create_app(config: Config) -> web.Application:
+    """Build the web app for this configuration."""
+    app = web.Application(
+        middlewares=[errors], client_max_size=config.max_snippet_bytes * 3 + 64 * 1024
+    )
+    app[CONFIG] = config
+    aiohttp_jinja2.setup(
+        app,
+        loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
+        autoescape=jinja2.select_autoescape(default=True),
+        context_processors=[aiohttp_jinja2.request_processor],
+    )
+    app.on_response_prepare.append(security_headers)
+    app.cleanup_ctx.extend([database_ctx, redis_ctx, http_ctx, languages_ctx, done_listener_ctx])
+    setup_routes(app)
+    return app

@@ -1,0 +1,119 @@
+"""HTML pages: the form, a snippet, its raw code and its live-update stream."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+import aiohttp_jinja2
+from aiohttp import web
+from redis.exceptions import RedisError
+
+from snippet_service import db
+from snippet_service.forms import SnippetForm, validate_snippet
+from snippet_service.highlighter import stylesheet
+from snippet_service.queue import enqueue_highlight
+from snippet_service.typedefs import CONFIG, DB, DONE, LANGUAGES, REDIS
+
+logger = logging.getLogger("snippet_service.views")
+
+MAX_ID = 2**63 - 1
+EVENTS_MAX_SECONDS = 600.0
+EVENTS_RECHECK_SECONDS = 2.0
+
+
+def snippet_id(request: web.Request) -> int:
+    """The id in the URL; anything that cannot be a stored id is a 404."""
+    raw = request.match_info["id"]
+    if not raw.isdigit() or len(raw) > 19 or int(raw) > MAX_ID:
+        raise web.HTTPNotFound(text="No such snippet.")
+    return int(raw)
+
+
+async def store_and_enqueue(request: web.Request, form: SnippetForm) -> db.Snippet:
+    """Save a valid snippet as pending and enqueue its highlight job by id."""
+    snippet = await db.create_snippet(request.app[DB], form.language, form.plain_code)
+    try:
+        await enqueue_highlight(request.app[REDIS], snippet.id, snippet.revision)
+    except (RedisError, OSError, asyncio.TimeoutError) as exc:
+        logger.warning("snippet %d stored but not enqueued: %r", snippet.id, exc)
+    return snippet
+
+
+async def index_context(request: web.Request, form: SnippetForm) -> dict[str, Any]:
+    return {
+        "form": form,
+        "languages": request.app[LANGUAGES],
+        "recent": await db.recent_snippets(request.app[DB]),
+    }
+
+
+@aiohttp_jinja2.template("index.html")
+async def index(request: web.Request) -> dict[str, Any]:
+    return await index_context(request, SnippetForm(language=request.app[LANGUAGES].default))
+
+
+async def create(request: web.Request) -> web.StreamResponse:
+    try:
+        data = await request.post()
+    except UnicodeDecodeError:
+        raise web.HTTPBadRequest(text="The form is not valid UTF-8.") from None
+    fields = {
+        key: value.replace("\r\n", "\n") if isinstance(value, str) else value
+        for key, value in data.items()
+    }
+    form = validate_snippet(fields, request.app[LANGUAGES], request.app[CONFIG].max_snippet_bytes)
+    if not form.valid:
+        context = await index_context(request, form)
+        return aiohttp_jinja2.render_template("index.html", request, context, status=400)
+    snippet = await store_and_enqueue(request, form)
+    location = request.app.router["snippet"].url_for(id=str(snippet.id))
+    raise web.HTTPSeeOther(location=location)
+
+
+@aiohttp_jinja2.template("snippet.html")
+async def show(request: web.Request) -> dict[str, Any]:
+    snippet = await db.get_snippet(request.app[DB], snippet_id(request))
+    return {"snippet": snippet}
+
+
+async def raw(request: web.Request) -> web.Response:
+    snippet = await db.get_snippet(request.app[DB], snippet_id(request))
+    return web.Response(text=snippet.plain_code, content_type="text/plain", charset="utf-8")
+
+
+async def highlight_css(request: web.Request) -> web.Response:
+    response = web.Response(text=stylesheet(), content_type="text/css")
+    response.headers["Cache-Control"] = "public, max-age=3600"
+    return response
+
+
+def _sse(event: str, data: object) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
+
+
+async def events(request: web.Request) -> web.StreamResponse:
+    """Server-sent events: one ``done`` event with the rendered code once highlighting ends."""
+    database, listener = request.app[DB], request.app[DONE]
+    ident = snippet_id(request)
+    snippet = await db.get_snippet(database, ident)
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
+                                           "Cache-Control": "no-store"})
+    await response.prepare(request)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + EVENTS_MAX_SECONDS
+    with listener.watch(ident) as wake:
+        while snippet.status == db.PENDING and loop.time() < deadline:
+            try:
+                await asyncio.wait_for(wake.wait(), EVENTS_RECHECK_SECONDS)
+            except asyncio.TimeoutError:
+                await response.write(b": waiting\n\n")
+            wake.clear()
+            snippet = await db.get_snippet(database, ident)
+    if snippet.status != db.PENDING:
+        html = aiohttp_jinja2.render_string("_code.html", request, {"snippet": snippet})
+        await response.write(_sse("done", {"status": snippet.status, "html": html}))
+    await response.write_eof()
+    return response

@@ -1,0 +1,1 @@
+"""arq job functions and the worker's settings."""
