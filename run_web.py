@@ -3,7 +3,6 @@
 import logging
 
 import uvloop
-
 from aiohttp import web
 
 from snippet_service.config import Config, ConfigError

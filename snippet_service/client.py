@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -56,7 +55,9 @@ async def _read_capped(response: aiohttp.ClientResponse, cap: int) -> bytes | No
 
 
 @asynccontextmanager
-async def client_session(limit: int, total_timeout: float = 30.0) -> AsyncIterator[aiohttp.ClientSession]:
+async def client_session(
+    limit: int, total_timeout: float = 30.0
+) -> AsyncIterator[aiohttp.ClientSession]:
     """One session per process, with explicit timeouts and a connection limit."""
     timeout = aiohttp.ClientTimeout(total=total_timeout, connect=5.0, sock_read=total_timeout)
     connector = aiohttp.TCPConnector(limit=limit, limit_per_host=limit, keepalive_timeout=30)
@@ -72,7 +73,7 @@ async def highlight(session: aiohttp.ClientSession, url: str, lang: str, code: s
             status = response.status
             retry_after = _retry_after(response.headers.get("Retry-After"))
             content_type = response.content_type
-    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, aiohttp.ClientError) as exc:
         raise HighlighterUnavailable(f"highlighter unreachable: {exc!r}") from exc
     text = (body or b"")[:2000].decode("utf-8", "replace").strip()
     if status == 429 or status >= 500:
@@ -88,7 +89,9 @@ async def highlight(session: aiohttp.ClientSession, url: str, lang: str, code: s
             f"highlighter response is over {MAX_RESPONSE_BYTES} bytes", status=status
         )
     if content_type != "text/html":
-        raise HighlighterRejected(f"highlighter answered {content_type}, not text/html", status=status)
+        raise HighlighterRejected(
+            f"highlighter answered {content_type}, not text/html", status=status
+        )
     try:
         return body.decode("utf-8")
     except UnicodeDecodeError:

@@ -51,7 +51,7 @@ def known_aliases() -> frozenset[str]:
 def render(lang: str, code: str) -> str:
     """Highlight code as an HTML fragment with CSS classes (runs in a worker process)."""
     lexer = get_lexer_by_name(lang, stripnl=False, ensurenl=True)
-    return highlight(code, lexer, HtmlFormatter(cssclass=CSS_CLASS, style=STYLE))
+    return str(highlight(code, lexer, HtmlFormatter(cssclass=CSS_CLASS, style=STYLE)))
 
 
 @lru_cache(maxsize=1)

@@ -63,7 +63,7 @@ async def fetch_languages(
             if found.choices:
                 return found
             raise ValueError("empty language list")
-        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
+        except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
             if loop.time() >= deadline:
                 logger.warning(
                     "highlighter languages unavailable (%r); using the local Pygments list", exc

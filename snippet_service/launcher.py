@@ -91,8 +91,8 @@ def main() -> int:
         processes.append(("worker", _python("run_worker.py", env=env)))
         processes.append(("web", _python("run_web.py", env=env)))
         wait_for_port(config.port, 30.0, processes[-1][1])
-        print(f"snippet-service is running at http://{config.host}:{config.port}/ (Ctrl-C stops it)",
-              flush=True)
+        url = f"http://{config.host}:{config.port}/"
+        print(f"snippet-service is running at {url} (Ctrl-C stops it)", flush=True)
         parent = os.getppid()
         while True:
             if os.getppid() != parent:
@@ -106,7 +106,7 @@ def main() -> int:
     except Stop as stop:
         logger.info("%s received; stopping", stop)
         return 0
-    except Exception as exc:  # noqa: BLE001 - report any start-up failure, then clean up
+    except Exception as exc:
         logger.error("could not start: %s", exc)
         return 1
     finally:

@@ -63,7 +63,7 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         if exc.status < 400:
             raise
         message = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else exc.reason
-        headers = {key: value for key, value in exc.headers.items() if key in ("Allow", "Retry-After")}
+        headers = {k: v for k, v in exc.headers.items() if k in ("Allow", "Retry-After")}
         return error_response(request, exc.status, message or exc.reason, headers)
     except Exception:
         logger.exception("request %s %s failed (request id %s)",

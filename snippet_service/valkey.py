@@ -30,7 +30,9 @@ def server_binary() -> str:
     return str(path)
 
 
-def wait_for_port(port: int, timeout: float, process: subprocess.Popen[bytes] | None = None) -> None:
+def wait_for_port(
+    port: int, timeout: float, process: subprocess.Popen[bytes] | None = None
+) -> None:
     """Block until something accepts connections on the port."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 from typing import Any
+from urllib.parse import parse_qsl
 
 import aiohttp_jinja2
 from aiohttp import web
@@ -37,7 +38,7 @@ async def store_and_enqueue(request: web.Request, form: SnippetForm) -> db.Snipp
     snippet = await db.create_snippet(request.app[DB], form.language, form.plain_code)
     try:
         await enqueue_highlight(request.app[REDIS], snippet.id, snippet.revision)
-    except (RedisError, OSError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, RedisError, OSError) as exc:
         logger.warning("snippet %d stored but not enqueued: %r", snippet.id, exc)
     return snippet
 
@@ -55,15 +56,26 @@ async def index(request: web.Request) -> dict[str, Any]:
     return await index_context(request, SnippetForm(language=request.app[LANGUAGES].default))
 
 
+async def read_form(request: web.Request) -> dict[str, str]:
+    """The submitted fields, decoded strictly as UTF-8 (CRLF line ends become LF)."""
+    if request.content_type == "application/x-www-form-urlencoded":
+        try:
+            body = (await request.read()).decode("utf-8")
+            pairs = parse_qsl(body, keep_blank_values=True, encoding="utf-8", errors="strict")
+        except UnicodeDecodeError:
+            raise web.HTTPBadRequest(text="The form is not valid UTF-8.") from None
+    elif request.content_type == "multipart/form-data":
+        try:
+            pairs = [(k, v) for k, v in (await request.post()).items() if isinstance(v, str)]
+        except (UnicodeDecodeError, ValueError):
+            raise web.HTTPBadRequest(text="The form could not be read.") from None
+    else:
+        raise web.HTTPUnsupportedMediaType(text="Submit the form as a web form.")
+    return {key: value.replace("\r\n", "\n") for key, value in pairs}
+
+
 async def create(request: web.Request) -> web.StreamResponse:
-    try:
-        data = await request.post()
-    except UnicodeDecodeError:
-        raise web.HTTPBadRequest(text="The form is not valid UTF-8.") from None
-    fields = {
-        key: value.replace("\r\n", "\n") if isinstance(value, str) else value
-        for key, value in data.items()
-    }
+    fields = await read_form(request)
     form = validate_snippet(fields, request.app[LANGUAGES], request.app[CONFIG].max_snippet_bytes)
     if not form.valid:
         context = await index_context(request, form)
@@ -108,7 +120,7 @@ async def events(request: web.Request) -> web.StreamResponse:
         while snippet.status == db.PENDING and loop.time() < deadline:
             try:
                 await asyncio.wait_for(wake.wait(), EVENTS_RECHECK_SECONDS)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 await response.write(b": waiting\n\n")
             wake.clear()
             snippet = await db.get_snippet(database, ident)

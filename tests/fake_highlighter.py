@@ -19,7 +19,8 @@ async def highlight(request: web.Request) -> web.Response:
     if lang == "refused":
         return web.Response(status=400, text=REFUSAL)
     return web.Response(
-        text=f'<div class="highlight"><pre><span class="fake">{html.escape(code)}</span></pre></div>',
+        text=f'<div class="highlight"><pre><span class="fake">{html.escape(code)}</span></pre>'
+        "</div>",
         content_type="text/html",
     )
 

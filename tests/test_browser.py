@@ -1,0 +1,70 @@
+"""A real browser: open the form, submit, watch the highlight appear without a reload."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Browser, async_playwright, expect
+
+from tests.servers import ROOT, Stack
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync"]
+SCREENSHOTS = ROOT / "var" / "screenshots"
+
+if not Path(CHROMIUM).exists():
+    if os.environ.get("CI"):
+        raise RuntimeError("Debian's chromium is required for the browser tests in CI")
+    pytest.skip("Debian's chromium is not installed (apt-get install chromium)",
+                allow_module_level=True)
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                                    args=CHROMIUM_ARGS)
+        yield launched
+        await launched.close()
+
+
+async def test_submit_and_see_the_highlight_appear_live(stack: Stack, browser: Browser) -> None:
+    page = await browser.new_page()
+    errors: list[str] = []
+    page.on("console", lambda message: message.type == "error" and errors.append(message.text))
+    await page.goto(stack.url + "/")
+    await page.select_option("#language", "python")
+    await page.fill("#plain_code", "def live(update):\n    return update\n")
+    stack.worker and stack.worker.stop()  # hold the job so the page is seen pending first
+    try:
+        await page.click("button[type=submit]")
+        await expect(page.locator(".status-pending")).to_have_text("Highlighting…")
+        await expect(page.locator("pre.plain")).to_contain_text("def live(update):")
+        await page.evaluate("window.__sameDocument = true")
+    finally:
+        stack.start_worker()
+    await expect(page.locator(".highlight .k").first).to_have_text("def", timeout=10_000)
+    await expect(page.locator(".highlight .nf")).to_have_text("live")
+    assert await page.evaluate("window.__sameDocument === true"), "the page was reloaded"
+    assert "/snippets/" in page.url
+    assert errors == []
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(SCREENSHOTS / "snippet.png"), full_page=True)
+
+
+async def test_invalid_submission_shows_the_message_and_keeps_the_code(
+        stack: Stack, browser: Browser) -> None:
+    page = await browser.new_page()
+    await page.goto(stack.url + "/")
+    await page.fill("#plain_code", "   ")
+    await page.evaluate("document.getElementById('plain_code').removeAttribute('required')")
+    await page.click("button[type=submit]")
+    await expect(page.locator(".errors")).to_contain_text("The code is empty.")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(SCREENSHOTS / "form-error.png"), full_page=True)

@@ -1,0 +1,114 @@
+"""Bad input gets a clear 4xx answer and stores or enqueues nothing."""
+
+from __future__ import annotations
+
+import aiohttp
+import pytest
+
+from tests.conftest import queued_jobs, row_count
+from tests.servers import Stack
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"language": "python", "plain_code": ""}, "The code is empty."),
+        ({"language": "python", "plain_code": "  \n\t  "}, "The code is empty."),
+        ({"language": "no-such-language", "plain_code": "x = 1"},
+         "This language is not supported."),
+        ({"plain_code": "x = 1"}, "Choose a language."),
+        ({"language": "python"}, "The code is missing."),
+        ({}, "Choose a language."),
+    ],
+)
+async def test_invalid_form_is_rerendered_and_nothing_is_stored(
+        stack: Stack, http: aiohttp.ClientSession, fields: dict[str, str], message: str) -> None:
+    rows, jobs = row_count(stack.db_path), queued_jobs(stack.redis_url)
+    async with http.post(f"{stack.url}/snippets", data=fields, allow_redirects=False) as response:
+        page = await response.text()
+    assert response.status == 400
+    assert message in page
+    assert '<form method="post"' in page
+    if fields.get("plain_code", "").strip():
+        assert fields["plain_code"] in page  # what was typed is kept
+    assert row_count(stack.db_path) == rows
+    assert queued_jobs(stack.redis_url) == jobs
+
+
+async def test_typed_code_is_kept_escaped(stack: Stack, http: aiohttp.ClientSession) -> None:
+    code = "</textarea><script>alert(1)</script>"
+    async with http.post(f"{stack.url}/snippets",
+                         data={"language": "nope", "plain_code": code}) as response:
+        page = await response.text()
+    assert response.status == 400
+    assert "&lt;/textarea&gt;&lt;script&gt;alert(1)&lt;/script&gt;</textarea>" in page
+    assert "<script>alert(1)" not in page
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status", "message"),
+    [
+        (b'{"language": "python"', "application/json", 400, "not valid JSON"),
+        (b'["python", "x"]', "application/json", 400, "must be a JSON object"),
+        (b'{"language": "python", "code": ""}', "application/json", 400, "The code is empty."),
+        (b'{"language": "cobol-2099", "code": "x"}', "application/json", 400, "not supported"),
+        (b'{"language": "python", "code": 42}', "application/json", 400, "must be text"),
+        (b'{"code": "x"}', "application/json", 400, "Choose a language."),
+        (b'{"language": "python", "code": "\\ud800"}', "application/json", 400, "UTF-8"),
+        (b'{"language": "python", "code": "\xff\xfe"}', "application/json", 400, "UTF-8"),
+        (b"language=python&code=x", "application/x-www-form-urlencoded", 415, "application/json"),
+    ],
+)
+async def test_invalid_api_input_is_a_json_error(
+        stack: Stack, http: aiohttp.ClientSession, body: bytes, content_type: str, status: int,
+        message: str) -> None:
+    rows, jobs = row_count(stack.db_path), queued_jobs(stack.redis_url)
+    async with http.post(f"{stack.url}/api/snippets", data=body,
+                         headers={"Content-Type": content_type}) as response:
+        payload = await response.json()
+    assert response.status == status
+    assert message in payload["error"]
+    assert row_count(stack.db_path) == rows
+    assert queued_jobs(stack.redis_url) == jobs
+
+
+async def test_invalid_utf8_form_is_400(stack: Stack, http: aiohttp.ClientSession) -> None:
+    rows = row_count(stack.db_path)
+    async with http.post(f"{stack.url}/snippets", data=b"language=python&plain_code=%FF%FE",
+                         headers={"Content-Type": "application/x-www-form-urlencoded"}) as response:
+        page = await response.text()
+    assert response.status == 400
+    assert "UTF-8" in page
+    assert row_count(stack.db_path) == rows
+
+
+@pytest.mark.parametrize("path", ["/snippets/0", "/snippets/999999", "/snippets/abc",
+                                  "/snippets/99999999999999999999999999", "/snippets/-1",
+                                  "/snippets/999999/raw", "/nowhere"])
+async def test_unknown_pages_are_404_pages(stack: Stack, http: aiohttp.ClientSession,
+                                           path: str) -> None:
+    async with http.get(stack.url + path) as response:
+        page = await response.text()
+    assert response.status == 404
+    assert response.content_type == "text/html"
+    assert "Not found" in page
+    assert "Traceback" not in page
+
+
+@pytest.mark.parametrize("path", ["/api/snippets/999999", "/api/snippets/abc",
+                                  "/api/snippets/123456789012345678901234567890"])
+async def test_unknown_api_ids_are_json_404(stack: Stack, http: aiohttp.ClientSession,
+                                            path: str) -> None:
+    async with http.get(stack.url + path) as response:
+        body = await response.json()
+    assert response.status == 404
+    assert body["error"] == "No such snippet."
+
+
+async def test_wrong_method_is_405(stack: Stack, http: aiohttp.ClientSession) -> None:
+    async with http.delete(f"{stack.url}/api/snippets/1") as response:
+        assert response.status == 405
+        assert "error" in await response.json()
+    async with http.put(f"{stack.url}/snippets") as response:
+        assert response.status == 405
+        assert "POST" in response.headers["Allow"]
