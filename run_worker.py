@@ -1,24 +1,30 @@
-"""Start the arq worker: ``python run_worker.py``."""
+"""Start the arq worker: ``python run_worker.py`` (``--check`` reports its health)."""
 
-import asyncio
+import argparse
 import logging
+import sys
 
 import uvloop
-from arq.worker import run_worker
 
 from snippet_service.config import Config, ConfigError
-from tasks.worker import WorkerSettings, worker_options
+from tasks.runner import Runner, check
 
 
-def main() -> None:
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--check", action="store_true",
+                        help="exit 0 if a worker beat in the last 30 s, else 1")
+    args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         config = Config.from_env()
     except ConfigError as exc:
         raise SystemExit(f"configuration error: {exc}") from None
-    asyncio.set_event_loop(uvloop.new_event_loop())
-    run_worker(WorkerSettings, **worker_options(config))  # type: ignore[arg-type]
+    if args.check:
+        return uvloop.run(check(config))
+    uvloop.run(Runner(config).run())
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from aiohttp import web
+from redis.exceptions import RedisError
 
 from snippet_service import db
 from snippet_service.forms import validate_snippet
-from snippet_service.typedefs import CONFIG, DB, LANGUAGES
+from snippet_service.options import parse_expiry, parse_highlight_in
+from snippet_service.queue import enqueue_highlight
+from snippet_service.typedefs import CONFIG, DB, LANGUAGES, REDIS
 from snippet_service.views import snippet_id, store_and_enqueue
+
+logger = logging.getLogger("snippet_service.api")
 
 
 def snippet_json(request: web.Request, snippet: db.Snippet) -> dict[str, Any]:
@@ -25,6 +31,9 @@ def snippet_json(request: web.Request, snippet: db.Snippet) -> dict[str, Any]:
         "error": snippet.error,
         "created_at": snippet.created_at,
         "updated_at": snippet.updated_at,
+        "revision": snippet.revision,
+        "highlight_at": snippet.highlight_at,
+        "expires_at": snippet.expires_at,
         "urls": {
             "html": str(router["snippet"].url_for(id=ident)),
             "raw": str(router["snippet_raw"].url_for(id=ident)),
@@ -33,7 +42,8 @@ def snippet_json(request: web.Request, snippet: db.Snippet) -> dict[str, Any]:
     }
 
 
-async def create(request: web.Request) -> web.Response:
+async def read_json(request: web.Request) -> dict[str, Any]:
+    """The body as a JSON object, or a 415/400 error."""
     if request.content_type != "application/json":
         raise web.HTTPUnsupportedMediaType(text="Send the snippet as application/json.")
     try:
@@ -44,14 +54,19 @@ async def create(request: web.Request) -> web.Response:
         raise web.HTTPBadRequest(text="The body is not valid JSON.") from None
     if not isinstance(data, dict):
         raise web.HTTPBadRequest(text="The body must be a JSON object.")
+    return data
+
+
+async def create(request: web.Request) -> web.Response:
+    data = await read_json(request)
     form = validate_snippet(
         data, request.app[LANGUAGES], request.app[CONFIG].max_snippet_bytes, code_field="code"
     )
+    expires_in = parse_expiry(data, form.errors)
+    highlight_in = parse_highlight_in(data, form.errors)
     if not form.valid:
-        return web.json_response(
-            {"error": " ".join(form.errors.values()), "fields": form.errors}, status=400
-        )
-    snippet = await store_and_enqueue(request, form)
+        return invalid(form.errors)
+    snippet = await store_and_enqueue(request, form, highlight_in, expires_in)
     body = snippet_json(request, snippet)
     return web.json_response(body, status=201, headers={"Location": body["urls"]["api"]})
 
@@ -59,3 +74,25 @@ async def create(request: web.Request) -> web.Response:
 async def show(request: web.Request) -> web.Response:
     snippet = await db.get_snippet(request.app[DB], snippet_id(request))
     return web.json_response(snippet_json(request, snippet))
+
+
+async def rehighlight(request: web.Request) -> web.Response:
+    """``POST /api/snippets/{id}/highlight`` with an optional ``{"language": …}``: highlight
+    again as a new revision (a new job id, never blocked by the old job's kept result)."""
+    ident = snippet_id(request)
+    data = await read_json(request) if request.can_read_body else {}
+    language = data.get("language")
+    if language is not None and language not in request.app[LANGUAGES]:
+        return invalid({"language": "This language is not supported."})
+    snippet = await db.rehighlight(request.app[DB], ident, language)
+    try:
+        await enqueue_highlight(request.app[REDIS], snippet.id, snippet.revision)
+    except (TimeoutError, RedisError, OSError) as exc:
+        logger.warning("snippet %d revision %d not enqueued: %r", ident, snippet.revision, exc)
+    return web.json_response(snippet_json(request, snippet), status=202)
+
+
+def invalid(errors: dict[str, str]) -> web.Response:
+    return web.json_response(
+        {"error": " ".join(errors.values()), "status": 400, "fields": errors}, status=400
+    )

@@ -32,6 +32,23 @@ def _positive_int(raw: str) -> int:
     return value
 
 
+def _non_negative_int(raw: str) -> int:
+    value = int(raw)
+    if value < 0:
+        raise ValueError("must be 0 or more")
+    return value
+
+
+def _seconds(low: float, high: float) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        value = float(raw)
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low:g} and {high:g} seconds")
+        return value
+
+    return parse
+
+
 def _url(schemes: tuple[str, ...]) -> Callable[[str], str]:
     def parse(raw: str) -> str:
         parts = urlsplit(raw)
@@ -75,6 +92,12 @@ class Config:
     db_pool_size: int = 5
     max_snippet_bytes: int = 512 * 1024
     queue_name: str = "snippets:queue"
+    highlight_retries: int = 10
+    job_timeout: float = 10.0
+    retry_delay_scale: float = 1.0
+    worker_shutdown_grace: float = 25.0
+    reconcile_interval: float = 15.0
+    reconcile_after: float = 60.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
@@ -95,4 +118,18 @@ class Config:
                 env, "MAX_SNIPPET_BYTES", _positive_int, cls.max_snippet_bytes
             ),
             queue_name=_read(env, "QUEUE_NAME", str, cls.queue_name),
+            highlight_retries=_read(
+                env, "HIGHLIGHT_RETRIES", _non_negative_int, cls.highlight_retries
+            ),
+            job_timeout=_read(env, "JOB_TIMEOUT", _seconds(0.1, 3600), cls.job_timeout),
+            retry_delay_scale=_read(
+                env, "RETRY_DELAY_SCALE", _seconds(0, 100), cls.retry_delay_scale
+            ),
+            worker_shutdown_grace=_read(
+                env, "WORKER_SHUTDOWN_GRACE", _seconds(0, 3600), cls.worker_shutdown_grace
+            ),
+            reconcile_interval=_read(
+                env, "RECONCILE_INTERVAL", _seconds(0.1, 30), cls.reconcile_interval
+            ),
+            reconcile_after=_read(env, "RECONCILE_AFTER", _seconds(0, 86400), cls.reconcile_after),
         )

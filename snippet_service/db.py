@@ -7,7 +7,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,12 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX snippets_status_updated ON snippets (status, updated_at);
     """,
+    """
+    ALTER TABLE snippets ADD COLUMN highlight_at TEXT;
+    ALTER TABLE snippets ADD COLUMN expires_at TEXT;
+    ALTER TABLE snippets ADD COLUMN queued_at TEXT;
+    CREATE INDEX snippets_expires_at ON snippets (expires_at) WHERE expires_at IS NOT NULL;
+    """,
 )
 
 
@@ -56,15 +62,28 @@ class Snippet:
     revision: int
     created_at: str
     updated_at: str
+    highlight_at: str | None = None
+    expires_at: str | None = None
+    queued_at: str | None = None
 
     @classmethod
     def from_row(cls, row: aiosqlite.Row) -> Snippet:
         return cls(**{key: row[key] for key in row.keys()})
 
 
-def utcnow() -> str:
-    """The current time as an ISO 8601 UTC string with milliseconds."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+def timestamp(moment: datetime) -> str:
+    """An ISO 8601 UTC string with milliseconds (these sort as text)."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def utcnow(offset: float = 0.0) -> str:
+    """The current time, plus ``offset`` seconds, as a timestamp string."""
+    return timestamp(datetime.now(UTC) + timedelta(seconds=offset))
+
+
+def parse_timestamp(value: str) -> datetime:
+    """The datetime of a timestamp string."""
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 class Database:
@@ -132,24 +151,36 @@ async def migrate(db: Database) -> None:
             await conn.execute(f"PRAGMA user_version = {number}")
 
 
-async def create_snippet(db: Database, language: str, plain_code: str) -> Snippet:
-    """Store a new pending snippet and return it."""
+async def create_snippet(
+    db: Database,
+    language: str,
+    plain_code: str,
+    highlight_in: float = 0.0,
+    expires_in: float | None = None,
+) -> Snippet:
+    """Store a new pending snippet (highlight no earlier than highlight_in seconds from now)."""
     now = utcnow()
+    highlight_at = utcnow(highlight_in) if highlight_in > 0 else None
+    expires_at = utcnow(expires_in) if expires_in else None
     async with db.transaction() as conn:
         cursor = await conn.execute(
-            "INSERT INTO snippets (language, plain_code, status, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?)",
-            (language, plain_code, PENDING, now, now),
+            "INSERT INTO snippets (language, plain_code, status, created_at, updated_at,"
+            " highlight_at, expires_at, queued_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (language, plain_code, PENDING, now, now, highlight_at, expires_at, now),
         )
         snippet_id = cursor.lastrowid
     assert snippet_id is not None
-    return Snippet(snippet_id, language, plain_code, None, PENDING, None, 1, now, now)
+    return Snippet(snippet_id, language, plain_code, None, PENDING, None, 1, now, now,
+                   highlight_at, expires_at, now)
 
 
 async def get_snippet(db: Database, snippet_id: int) -> Snippet:
-    """Return one snippet or raise SnippetNotFound."""
+    """Return one unexpired snippet or raise SnippetNotFound."""
     async with db.connection() as conn:
-        async with conn.execute("SELECT * FROM snippets WHERE id = ?", (snippet_id,)) as cursor:
+        async with conn.execute(
+            "SELECT * FROM snippets WHERE id = ? AND (expires_at IS NULL OR expires_at > ?)",
+            (snippet_id, utcnow()),
+        ) as cursor:
             row = await cursor.fetchone()
     if row is None:
         raise SnippetNotFound(snippet_id)
@@ -157,10 +188,12 @@ async def get_snippet(db: Database, snippet_id: int) -> Snippet:
 
 
 async def recent_snippets(db: Database, limit: int = 20) -> list[Snippet]:
-    """The newest snippets first."""
+    """The newest unexpired snippets first."""
     async with db.connection() as conn:
         async with conn.execute(
-            "SELECT * FROM snippets ORDER BY id DESC LIMIT ?", (limit,)
+            "SELECT * FROM snippets WHERE expires_at IS NULL OR expires_at > ?"
+            " ORDER BY id DESC LIMIT ?",
+            (utcnow(), limit),
         ) as cursor:
             rows = await cursor.fetchall()
     return [Snippet.from_row(row) for row in rows]
@@ -195,3 +228,64 @@ async def mark_highlighted(db: Database, snippet_id: int, revision: int, html: s
 async def mark_failed(db: Database, snippet_id: int, revision: int, error: str) -> bool:
     """Record why a pending revision could not be highlighted; False if already finished."""
     return await _finish(db, snippet_id, revision, status=FAILED, error=error)
+
+
+async def rehighlight(db: Database, snippet_id: int, language: str | None = None) -> Snippet:
+    """Start a new revision: pending again (optionally in another language)."""
+    now = utcnow()
+    async with db.transaction() as conn:
+        cursor = await conn.execute(
+            "UPDATE snippets SET language = coalesce(?, language), status = ?,"
+            " highlighted_code = NULL, error = NULL, revision = revision + 1, updated_at = ?,"
+            " highlight_at = NULL, queued_at = ?"
+            " WHERE id = ? AND (expires_at IS NULL OR expires_at > ?)",
+            (language, PENDING, now, now, snippet_id, now),
+        )
+        if cursor.rowcount != 1:
+            raise SnippetNotFound(snippet_id)
+    return await get_snippet(db, snippet_id)
+
+
+async def delete_snippet(db: Database, snippet_id: int) -> bool:
+    """Delete a snippet; False if it was already gone."""
+    async with db.transaction() as conn:
+        cursor = await conn.execute("DELETE FROM snippets WHERE id = ?", (snippet_id,))
+        return cursor.rowcount == 1
+
+
+async def purge_expired(db: Database) -> int:
+    """Delete every expired snippet; return how many."""
+    async with db.transaction() as conn:
+        cursor = await conn.execute(
+            "DELETE FROM snippets WHERE expires_at IS NOT NULL AND expires_at <= ?", (utcnow(),)
+        )
+        return cursor.rowcount
+
+
+async def stale_pending(db: Database, older_than: float, limit: int = 500) -> list[Snippet]:
+    """Pending snippets last enqueued more than ``older_than`` seconds ago."""
+    async with db.connection() as conn:
+        async with conn.execute(
+            "SELECT * FROM snippets WHERE status = ? AND coalesce(queued_at, updated_at) <= ?"
+            " AND (expires_at IS NULL OR expires_at > ?) ORDER BY id LIMIT ?",
+            (PENDING, utcnow(-older_than), utcnow(), limit),
+        ) as cursor:
+            rows = await cursor.fetchall()
+    return [Snippet.from_row(row) for row in rows]
+
+
+async def mark_queued(db: Database, snippet_ids: list[int]) -> None:
+    """Note that these snippets' jobs were (re-)enqueued just now."""
+    if not snippet_ids:
+        return
+    async with db.transaction() as conn:
+        await conn.executemany(
+            "UPDATE snippets SET queued_at = ? WHERE id = ?",
+            [(utcnow(), snippet_id) for snippet_id in snippet_ids],
+        )
+
+
+async def ping(db: Database) -> None:
+    """Raise if SQLite cannot answer a query."""
+    async with db.connection() as conn:
+        await conn.execute("SELECT 1")

@@ -3,20 +3,37 @@
 from __future__ import annotations
 
 import json
+import logging
+from datetime import datetime
 from typing import Any
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
+from arq.constants import job_key_prefix as JOB_KEY_PREFIX
+from arq.constants import result_key_prefix as RESULT_KEY_PREFIX
 from arq.jobs import Job
+from redis.exceptions import RedisError
 
 from snippet_service.config import Config
 
+logger = logging.getLogger("snippet_service.queue")
+
 HIGHLIGHT_JOB = "highlight_snippet"
+EXPIRE_JOB = "expire_snippet"
+RECONCILE_JOB = "reconcile"
 DONE_CHANNEL = "snippets:done"
 
 
+def _json_default(value: object) -> object:
+    if isinstance(value, BaseException):
+        return f"{type(value).__name__}: {value}"
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
 def serialize(data: dict[str, Any]) -> bytes:
-    """Job payloads are JSON: a planted pickle can never run code."""
-    return json.dumps(data, separators=(",", ":")).encode()
+    """Job payloads and results are JSON: a planted pickle can never run code."""
+    return json.dumps(data, separators=(",", ":"), default=_json_default).encode()
 
 
 def deserialize(payload: bytes) -> dict[str, Any]:
@@ -50,13 +67,43 @@ def highlight_job_id(snippet_id: int, revision: int) -> str:
     return f"highlight:{snippet_id}:{revision}"
 
 
-async def enqueue_highlight(redis: ArqRedis, snippet_id: int, revision: int) -> Job | None:
-    """Enqueue the highlight job (the snippet id is its only argument)."""
+def expire_job_id(snippet_id: int) -> str:
+    return f"expire:{snippet_id}"
+
+
+async def enqueue_highlight(
+    redis: ArqRedis, snippet_id: int, revision: int, run_at: datetime | None = None
+) -> Job | None:
+    """Enqueue the highlight job (the snippet id is its only argument), deferred to run_at."""
     return await redis.enqueue_job(
-        HIGHLIGHT_JOB, snippet_id, _job_id=highlight_job_id(snippet_id, revision)
+        HIGHLIGHT_JOB,
+        snippet_id,
+        _job_id=highlight_job_id(snippet_id, revision),
+        _defer_until=run_at,
     )
 
 
+async def enqueue_expiry(redis: ArqRedis, snippet_id: int, run_at: datetime) -> Job | None:
+    """Enqueue the deferred delete of an expiring snippet."""
+    return await redis.enqueue_job(
+        EXPIRE_JOB, snippet_id, _job_id=expire_job_id(snippet_id), _defer_until=run_at
+    )
+
+
+async def job_is_live(redis: ArqRedis, job_id: str) -> bool:
+    """Whether the job is queued, deferred or running (its payload is in Redis)."""
+    return bool(await redis.exists(JOB_KEY_PREFIX + job_id))
+
+
+async def clear_result(redis: ArqRedis, job_id: str) -> None:
+    """Forget a finished job's kept result so the same job id can be enqueued again."""
+    await redis.delete(RESULT_KEY_PREFIX + job_id)
+
+
 async def publish_done(redis: ArqRedis, snippet_id: int) -> None:
-    """Tell every web process that a snippet finished highlighting."""
-    await redis.publish(DONE_CHANNEL, str(snippet_id))
+    """Tell every web process that a snippet finished highlighting (best effort: pages
+    also re-read the database every few seconds)."""
+    try:
+        await redis.publish(DONE_CHANNEL, str(snippet_id))
+    except (RedisError, OSError) as exc:
+        logger.warning("could not announce snippet %d: %r", snippet_id, exc)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from snippet_service import api, views
+from snippet_service import api, health, views
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -21,4 +21,6 @@ def setup_routes(app: web.Application) -> None:
     router.add_get("/highlight.css", views.highlight_css, name="highlight_css")
     router.add_post("/api/snippets", api.create, name="api_create_snippet")
     router.add_get("/api/snippets/{id}", api.show, name="api_snippet")
+    router.add_post("/api/snippets/{id}/highlight", api.rehighlight, name="api_rehighlight")
+    router.add_get("/healthz", health.healthz, name="healthz")
     router.add_static("/static/", STATIC_DIR, name="static")

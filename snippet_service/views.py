@@ -15,7 +15,8 @@ from redis.exceptions import RedisError
 from snippet_service import db
 from snippet_service.forms import SnippetForm, validate_snippet
 from snippet_service.highlighter import stylesheet
-from snippet_service.queue import enqueue_highlight
+from snippet_service.options import EXPIRY_CHOICES, parse_expiry
+from snippet_service.queue import enqueue_expiry, enqueue_highlight
 from snippet_service.typedefs import CONFIG, DB, DONE, LANGUAGES, REDIS
 
 logger = logging.getLogger("snippet_service.views")
@@ -33,20 +34,37 @@ def snippet_id(request: web.Request) -> int:
     return int(raw)
 
 
-async def store_and_enqueue(request: web.Request, form: SnippetForm) -> db.Snippet:
-    """Save a valid snippet as pending and enqueue its highlight job by id."""
-    snippet = await db.create_snippet(request.app[DB], form.language, form.plain_code)
+async def store_and_enqueue(
+    request: web.Request,
+    form: SnippetForm,
+    highlight_in: float = 0.0,
+    expires_in: float | None = None,
+) -> db.Snippet:
+    """Save a valid snippet as pending, then enqueue its highlight job (by id) and, for an
+    expiring snippet, its deferred delete. With Redis down the snippet stays pending and
+    the worker's reconciler enqueues it later."""
+    snippet = await db.create_snippet(
+        request.app[DB], form.language, form.plain_code, highlight_in, expires_in
+    )
+    redis = request.app[REDIS]
     try:
-        await enqueue_highlight(request.app[REDIS], snippet.id, snippet.revision)
+        highlight_at = db.parse_timestamp(snippet.highlight_at) if snippet.highlight_at else None
+        await enqueue_highlight(redis, snippet.id, snippet.revision, highlight_at)
+        if snippet.expires_at:
+            await enqueue_expiry(redis, snippet.id, db.parse_timestamp(snippet.expires_at))
     except (TimeoutError, RedisError, OSError) as exc:
         logger.warning("snippet %d stored but not enqueued: %r", snippet.id, exc)
     return snippet
 
 
-async def index_context(request: web.Request, form: SnippetForm) -> dict[str, Any]:
+async def index_context(
+    request: web.Request, form: SnippetForm, expires_in: str = "never"
+) -> dict[str, Any]:
     return {
         "form": form,
+        "expires_in": expires_in,
         "languages": request.app[LANGUAGES],
+        "expiry_choices": EXPIRY_CHOICES,
         "recent": await db.recent_snippets(request.app[DB]),
     }
 
@@ -77,10 +95,11 @@ async def read_form(request: web.Request) -> dict[str, str]:
 async def create(request: web.Request) -> web.StreamResponse:
     fields = await read_form(request)
     form = validate_snippet(fields, request.app[LANGUAGES], request.app[CONFIG].max_snippet_bytes)
+    expires_in = parse_expiry(fields, form.errors)
     if not form.valid:
-        context = await index_context(request, form)
+        context = await index_context(request, form, fields.get("expires_in", "never"))
         return aiohttp_jinja2.render_template("index.html", request, context, status=400)
-    snippet = await store_and_enqueue(request, form)
+    snippet = await store_and_enqueue(request, form, expires_in=expires_in)
     location = request.app.router["snippet"].url_for(id=str(snippet.id))
     raise web.HTTPSeeOther(location=location)
 

@@ -1,25 +1,43 @@
-"""The arq worker: settings, and the per-process resources jobs share through ctx."""
+"""The arq worker: job functions under their retry policies, and the settings.
+
+``run_worker.py`` runs it under :mod:`tasks.runner`, which keeps it up across Redis outages.
+"""
 
 from __future__ import annotations
 
 from contextlib import AsyncExitStack
 from typing import Any
 
-from arq.worker import func
+from arq.worker import Function
 
 from snippet_service.client import client_session
 from snippet_service.config import Config
 from snippet_service.db import Database
-from snippet_service.queue import HIGHLIGHT_JOB, deserialize, serialize
-from tasks.highlight import MAX_TRIES, highlight_snippet
+from snippet_service.queue import (
+    EXPIRE_JOB,
+    HIGHLIGHT_JOB,
+    deserialize,
+    redis_settings,
+    serialize,
+)
+from snippet_service.retry import RetryPolicy
+from tasks.highlight import expire_snippet, highlight_failed, highlight_snippet
+from tasks.policy import job
 
 
-async def startup(ctx: dict[str, Any]) -> None:
-    """Open the database pool and the one HTTP session of this process."""
-    config = ctx.get("config") or Config.from_env()
-    ctx["config"] = config
-    stack = AsyncExitStack()
-    ctx["exit_stack"] = stack
+def functions(config: Config) -> list[Function]:
+    """Every job function with its retry policy (``retry=False`` would be one try)."""
+    return [
+        job(highlight_snippet, name=HIGHLIGHT_JOB, on_dead=highlight_failed,
+            policy=RetryPolicy(retry=config.highlight_retries, timeout=config.job_timeout)),
+        job(expire_snippet, name=EXPIRE_JOB,
+            policy=RetryPolicy(retry=5, timeout=config.job_timeout)),
+    ]
+
+
+async def open_resources(ctx: dict[str, Any], stack: AsyncExitStack) -> None:
+    """The per-process resources jobs share through ctx: the database pool and one session."""
+    config: Config = ctx["config"]
     database = Database(config.db_path, config.db_pool_size)
     await database.open()
     stack.push_async_callback(database.close)
@@ -27,34 +45,47 @@ async def startup(ctx: dict[str, Any]) -> None:
     ctx["http"] = await stack.enter_async_context(client_session(limit=config.worker_max_jobs))
 
 
+async def startup(ctx: dict[str, Any]) -> None:
+    """For ``arq tasks.worker.WorkerSettings``: open the resources."""
+    ctx.setdefault("config", Config.from_env())
+    stack = ctx["exit_stack"] = AsyncExitStack()
+    await open_resources(ctx, stack)
+
+
 async def shutdown(ctx: dict[str, Any]) -> None:
     """Close what startup opened."""
-    stack: AsyncExitStack | None = ctx.get("exit_stack")
-    if stack is not None:
-        await stack.aclose()
+    await ctx["exit_stack"].aclose()
+
+
+def worker_options(config: Config) -> dict[str, Any]:
+    """The arq Worker arguments for this configuration."""
+    return {
+        "functions": functions(config),
+        "redis_settings": redis_settings(config),
+        "queue_name": config.queue_name,
+        "max_jobs": config.worker_max_jobs,
+        "job_serializer": serialize,
+        "job_deserializer": deserialize,
+        "keep_result": 600,
+        "poll_delay": 0.05,
+        "health_check_interval": 10,
+        "job_completion_wait": int(config.worker_shutdown_grace),
+        "log_results": False,
+    }
+
+
+_DEFAULTS = Config()
 
 
 class WorkerSettings:
-    """Run with ``python run_worker.py`` (which applies the environment's configuration)."""
+    """For ``arq tasks.worker.WorkerSettings`` (no outage handling; prefer run_worker.py)."""
 
-    functions = [func(highlight_snippet, name=HIGHLIGHT_JOB, max_tries=MAX_TRIES, timeout=60)]
+    functions = functions(_DEFAULTS)
     on_startup = startup
     on_shutdown = shutdown
     job_serializer = serialize
     job_deserializer = deserialize
+    queue_name = _DEFAULTS.queue_name
+    max_jobs = _DEFAULTS.worker_max_jobs
     keep_result = 600
     poll_delay = 0.05
-    max_jobs = 200
-    queue_name = Config.queue_name
-
-
-def worker_options(config: Config) -> dict[str, Any]:
-    """The arq Worker arguments this configuration changes."""
-    from snippet_service.queue import redis_settings
-
-    return {
-        "redis_settings": redis_settings(config),
-        "max_jobs": config.worker_max_jobs,
-        "queue_name": config.queue_name,
-        "ctx": {"config": config},
-    }

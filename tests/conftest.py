@@ -85,3 +85,14 @@ def queued_jobs(redis_url: str) -> int:
 
 
 __all__ = ["Process", "Stack", "row_count", "queued_jobs"]
+
+
+@pytest.fixture(scope="module")
+def flaky_highlighter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """tests/flaky_highlighter.py: an upstream that fails on purpose and logs request times."""
+    port = free_port()
+    process = python("flaky-highlighter", ["-m", "tests.flaky_highlighter", str(port)],
+                     base_env(), tmp_path_factory.mktemp("flaky"))
+    wait_for_port(port, 20, process.popen)
+    yield f"http://127.0.0.1:{port}/"
+    process.stop()

@@ -1,0 +1,73 @@
+"""An upstream that fails on purpose: `python -m tests.flaky_highlighter PORT`.
+
+The language picks the failure; the code ``fail=N`` says how many requests for that code
+fail before it answers 200. ``GET /log?code=…`` lists the times requests arrived.
+
+- ``err500`` answers 500; ``err503`` answers 503 with ``Retry-After: 1``; ``err429`` 429
+- ``hang`` never answers (until the client gives up)
+- ``slow`` answers after ``sleep=S`` seconds (every time)
+- ``bad400`` always answers 400
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import re
+import sys
+import time
+from collections import defaultdict
+
+from aiohttp import web
+
+LANGUAGES = ["python", "err500", "err503", "err429", "hang", "slow", "bad400"]
+
+log: defaultdict[str, list[float]] = defaultdict(list)
+
+
+def _number(code: str, name: str, default: float) -> float:
+    match = re.search(rf"{name}=([0-9.]+)", code)
+    return float(match.group(1)) if match else default
+
+
+async def highlight(request: web.Request) -> web.Response:
+    form = await request.post()
+    lang, code = str(form.get("lang", "")), str(form.get("code", ""))
+    log[code].append(time.time())
+    failing = len(log[code]) <= _number(code, "fail", 0)
+    if lang == "bad400":
+        return web.Response(status=400, text="bad400 is never accepted")
+    if failing and lang == "err500":
+        return web.Response(status=500, text="upstream exploded")
+    if failing and lang == "err503":
+        return web.Response(status=503, text="busy", headers={"Retry-After": "1"})
+    if failing and lang == "err429":
+        return web.Response(status=429, text="slow down", headers={"Retry-After": "1"})
+    if failing and lang == "hang":
+        await asyncio.sleep(3600)
+    if lang == "slow":
+        await asyncio.sleep(_number(code, "sleep", 1))
+    return web.Response(
+        text=f'<div class="highlight"><pre><span class="ok">{html.escape(code)}</span></pre></div>',
+        content_type="text/html",
+    )
+
+
+async def languages(request: web.Request) -> web.Response:
+    return web.json_response([{"name": name, "aliases": [name]} for name in LANGUAGES])
+
+
+async def requests_log(request: web.Request) -> web.Response:
+    return web.json_response(log.get(request.query.get("code", ""), []))
+
+
+def create_app() -> web.Application:
+    app = web.Application()
+    app.router.add_post("/", highlight)
+    app.router.add_get("/languages", languages)
+    app.router.add_get("/log", requests_log)
+    return app
+
+
+if __name__ == "__main__":
+    web.run_app(create_app(), host="127.0.0.1", port=int(sys.argv[1]), print=None)
