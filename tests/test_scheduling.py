@@ -1,0 +1,114 @@
+"""Deferred highlights (`perform_in`), expiring snippets, and re-highlighting."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+
+import aiohttp
+import pytest
+import redis
+
+from snippet_service.db import parse_timestamp
+from tests.helpers import create_via_api, wait_for_snippet
+from tests.servers import Stack
+
+
+async def test_deferred_highlight_runs_no_earlier_than_asked(
+        stack: Stack, http: aiohttp.ClientSession) -> None:
+    async with http.post(f"{stack.url}/api/snippets", json={
+            "language": "python", "code": "deferred = True", "highlight_in": 2}) as response:
+        assert response.status == 201
+        created = await response.json()
+    asked = parse_timestamp(created["highlight_at"])
+    assert (asked - parse_timestamp(created["created_at"])).total_seconds() == pytest.approx(2, abs=0.1)
+    await asyncio.sleep(1)
+    assert (await wait_for_snippet(http, stack.url, created["id"], 0))["status"] == "pending"
+    body = await wait_for_snippet(http, stack.url, created["id"], timeout=10)
+    assert body["status"] == "highlighted"
+    assert parse_timestamp(body["updated_at"]) >= asked
+
+
+@pytest.mark.parametrize("value", [-1, "soon", 10**9, True])
+async def test_bad_highlight_in_is_400(stack: Stack, http: aiohttp.ClientSession,
+                                       value: object) -> None:
+    async with http.post(f"{stack.url}/api/snippets", json={
+            "language": "python", "code": "x", "highlight_in": value}) as response:
+        assert response.status == 400
+        assert "highlight_in" in (await response.json())["fields"]
+
+
+async def test_expiring_snippet_is_deleted_by_its_deferred_job(
+        stack: Stack, http: aiohttp.ClientSession) -> None:
+    async with http.post(f"{stack.url}/api/snippets", json={
+            "language": "python", "code": "bye = 1", "expires_in": "10m"}) as response:
+        created = await response.json()
+    expires = parse_timestamp(created["expires_at"]).timestamp()
+    assert expires - time.time() == pytest.approx(600, abs=5)
+
+    client = redis.Redis.from_url(stack.redis_url)
+    try:
+        job_id = f"expire:{created['id']}"
+        score = client.zscore("snippets:queue", job_id)
+        assert score is not None and score / 1000 == pytest.approx(expires, abs=1)
+        client.zadd("snippets:queue", {job_id: int(time.time() * 1000)})  # run it now
+    finally:
+        client.close()
+    deadline = time.monotonic() + 10
+    while True:
+        with sqlite3.connect(stack.db_path) as conn:
+            row = conn.execute("SELECT 1 FROM snippets WHERE id = ?", (created["id"],)).fetchone()
+        if row is None:
+            break
+        assert time.monotonic() < deadline, "the expiry job did not delete the snippet"
+        await asyncio.sleep(0.05)
+    async with http.get(f"{stack.url}/snippets/{created['id']}") as response:
+        assert response.status == 404
+
+
+async def test_expired_snippet_is_404_even_if_its_job_was_lost(
+        stack: Stack, http: aiohttp.ClientSession) -> None:
+    created = await create_via_api(http, stack.url, "python", "old = 1")
+    with sqlite3.connect(stack.db_path) as conn:
+        conn.execute("UPDATE snippets SET expires_at = '2000-01-01T00:00:00.000Z' WHERE id = ?",
+                     (created["id"],))
+    for path in (f"/snippets/{created['id']}", f"/snippets/{created['id']}/raw",
+                 f"/api/snippets/{created['id']}"):
+        async with http.get(stack.url + path) as response:
+            assert response.status == 404, path
+
+
+async def test_form_offers_expiry_and_rejects_unknown_choices(
+        stack: Stack, http: aiohttp.ClientSession) -> None:
+    async with http.get(f"{stack.url}/") as response:
+        page = await response.text()
+    for label in ("Never", "10 minutes", "1 hour", "1 day", "1 week"):
+        assert f">{label}</option>" in page
+    async with http.post(f"{stack.url}/api/snippets", json={
+            "language": "python", "code": "x", "expires_in": "1y"}) as response:
+        assert response.status == 400
+        assert "Expiry must be one of" in (await response.json())["error"]
+
+
+async def test_rehighlight_in_another_language_uses_a_new_job(
+        stack: Stack, http: aiohttp.ClientSession) -> None:
+    created = await create_via_api(http, stack.url, "python", "def f(): pass")
+    first = await wait_for_snippet(http, stack.url, created["id"])
+    assert '<span class="k">def</span>' in first["highlighted_code"]
+
+    async with http.post(f"{stack.url}/api/snippets/{created['id']}/highlight",
+                         json={"language": "text"}) as response:
+        assert response.status == 202
+        second = await response.json()
+    assert (second["revision"], second["language"], second["status"]) == (2, "text", "pending")
+    body = await wait_for_snippet(http, stack.url, created["id"])
+    assert body["status"] == "highlighted"
+    assert '<span class="k">' not in body["highlighted_code"]
+    assert "def f(): pass" in body["highlighted_code"]
+
+    async with http.post(f"{stack.url}/api/snippets/{created['id']}/highlight",
+                         json={"language": "nope"}) as response:
+        assert response.status == 400
+    async with http.post(f"{stack.url}/api/snippets/999999/highlight") as response:
+        assert response.status == 404
