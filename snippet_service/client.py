@@ -7,7 +7,8 @@ from contextlib import asynccontextmanager
 
 import aiohttp
 
-MAX_RESPONSE_BYTES = 8 * 1024 * 1024
+MAX_RESPONSE_BYTES = 4 * 1024 * 1024
+MAX_REASON_CHARS = 500
 
 
 class HighlighterError(Exception):
@@ -41,17 +42,26 @@ def _retry_after(value: str | None) -> float | None:
 
 
 async def _read_capped(response: aiohttp.ClientResponse, cap: int) -> bytes | None:
-    """The body, or None once it grows past cap bytes (the rest is never read)."""
+    """The body, or None once it grows past cap bytes: whatever Content-Length says, no
+    more than cap bytes (plus one chunk) are read, and the connection is then dropped."""
     if (response.content_length or 0) > cap:
         return None
-    chunks: list[bytes] = []
-    size = 0
+    body = bytearray()
     async for chunk in response.content.iter_chunked(64 * 1024):
-        size += len(chunk)
-        if size > cap:
+        if len(body) + len(chunk) > cap:
             return None
-        chunks.append(chunk)
-    return b"".join(chunks)
+        body += chunk
+    return bytes(body)
+
+
+def _one_line(text: str) -> str:
+    """Untrusted text as one short line, fit for a snippet's error message and the logs."""
+    return " ".join(text[: MAX_REASON_CHARS * 4].split())[:MAX_REASON_CHARS]
+
+
+def _reason(body: bytes | None) -> str:
+    """The start of an error body, for the snippet's error message."""
+    return _one_line((body or b"")[: MAX_REASON_CHARS * 4].decode("utf-8", "replace"))
 
 
 @asynccontextmanager
@@ -68,14 +78,24 @@ async def client_session(
 async def highlight(session: aiohttp.ClientSession, url: str, lang: str, code: str) -> str:
     """POST lang and code as a form; return the HTML or raise a HighlighterError."""
     try:
-        async with session.post(url, data={"lang": lang, "code": code}) as response:
+        async with session.post(
+            url, data={"lang": lang, "code": code}, allow_redirects=False
+        ) as response:
             body = await _read_capped(response, MAX_RESPONSE_BYTES)
             status = response.status
             retry_after = _retry_after(response.headers.get("Retry-After"))
             content_type = response.content_type
+            charset = (response.charset or "utf-8").lower()
+    except aiohttp.ClientResponseError as exc:
+        # aiohttp's parser refused the answer (a bad status line, bytes past its framing…);
+        # its message quotes those bytes, so it is not chained into stored tracebacks.
+        raise HighlighterRejected(
+            "highlighter sent a malformed HTTP response: "
+            + _one_line(exc.message.partition("\n")[0]).rstrip(":")
+        ) from None
     except (TimeoutError, aiohttp.ClientError) as exc:
-        raise HighlighterUnavailable(f"highlighter unreachable: {exc!r}") from exc
-    text = (body or b"")[:2000].decode("utf-8", "replace").strip()
+        raise HighlighterUnavailable(f"highlighter unreachable: {_one_line(repr(exc))}") from exc
+    text = _reason(body)
     if status == 429 or status >= 500:
         raise HighlighterUnavailable(
             f"highlighter answered {status}: {text}", status=status, retry_after=retry_after
@@ -92,6 +112,8 @@ async def highlight(session: aiohttp.ClientSession, url: str, lang: str, code: s
         raise HighlighterRejected(
             f"highlighter answered {content_type}, not text/html", status=status
         )
+    if charset not in ("utf-8", "utf8"):
+        raise HighlighterRejected(f"highlighter answered {charset}, not UTF-8", status=status)
     try:
         return body.decode("utf-8")
     except UnicodeDecodeError:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
@@ -98,6 +98,8 @@ class Config:
     worker_shutdown_grace: float = 25.0
     reconcile_interval: float = 15.0
     reconcile_after: float = 60.0
+    dashboard_password: str = field(default="", repr=False)
+    rate_limit_per_minute: int = 60
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
@@ -132,4 +134,8 @@ class Config:
                 env, "RECONCILE_INTERVAL", _seconds(0.1, 30), cls.reconcile_interval
             ),
             reconcile_after=_read(env, "RECONCILE_AFTER", _seconds(0, 86400), cls.reconcile_after),
+            dashboard_password=_read(env, "DASHBOARD_PASSWORD", str, cls.dashboard_password),
+            rate_limit_per_minute=_read(
+                env, "RATE_LIMIT_PER_MINUTE", _non_negative_int, cls.rate_limit_per_minute
+            ),
         )

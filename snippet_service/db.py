@@ -129,13 +129,15 @@ class Database:
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
         """A write transaction (BEGIN IMMEDIATE), committed on success, rolled back otherwise."""
         async with self._write_lock, self.connection() as conn:
-            await conn.execute("BEGIN IMMEDIATE")
             try:
+                # Inside the try: a cancelled BEGIN still runs on the connection's thread,
+                # and the rollback queued after it closes the transaction it opened.
+                await conn.execute("BEGIN IMMEDIATE")
                 yield conn
+                await asyncio.shield(conn.commit())
             except BaseException:
                 await asyncio.shield(conn.rollback())
                 raise
-            await asyncio.shield(conn.commit())
 
 
 async def migrate(db: Database) -> None:

@@ -131,6 +131,11 @@ async def get_dead(redis: Redis, job_id: str) -> FailedJob | None:
     return FailedJob.loads(raw) if raw else None
 
 
+async def get_retrying(redis: Redis, job_id: str) -> FailedJob | None:
+    raw = await redis.hget(RETRY_DATA, job_id)  # type: ignore[misc]
+    return FailedJob.loads(raw) if raw else None
+
+
 async def remove_dead(redis: Redis, job_id: str) -> bool:
     """Delete one dead job; False if it was not there."""
     async with redis.pipeline(transaction=True) as pipe:

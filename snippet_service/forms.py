@@ -17,6 +17,16 @@ class SnippetTooLarge(ValueError):
         self.limit = limit
 
 
+def max_body_bytes(max_snippet_bytes: int) -> int:
+    """The request body limit (aiohttp's ``client_max_size``) that fits the largest code.
+
+    A URL-encoded form spends up to 3 bytes (``%XX``) per byte of code, and JSON's
+    ``\\uXXXX`` escapes up to 3 per byte of UTF-8 outside control characters; 64 KiB
+    more covers the other fields, multipart boundaries and the CSRF token.
+    """
+    return 3 * max_snippet_bytes + 64 * 1024
+
+
 @dataclass
 class SnippetForm:
     """What was submitted, and what is wrong with it."""

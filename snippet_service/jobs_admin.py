@@ -1,13 +1,15 @@
-"""Actions on dead jobs, for the dashboard: retry or delete one or all."""
+"""Actions for the dashboard: retry or delete dead jobs; run, delete or kill queued ones."""
 
 from __future__ import annotations
 
 import secrets
+import time
 
 from arq.connections import ArqRedis
+from arq.constants import job_key_prefix
 
 from snippet_service import db, deadset
-from snippet_service.queue import HIGHLIGHT_JOB, enqueue_highlight
+from snippet_service.queue import HIGHLIGHT_JOB, enqueue_highlight, publish_done
 
 
 async def retry_dead(redis: ArqRedis, database: db.Database, job_id: str) -> bool:
@@ -49,3 +51,39 @@ async def delete_all_dead(redis: ArqRedis) -> int:
         pipe.delete(deadset.DEAD_SET, deadset.DEAD_DATA)
         count, _ = await pipe.execute()
     return int(count)
+
+
+async def run_now(redis: ArqRedis, queue: str, job_id: str) -> bool:
+    """Move a scheduled or retrying job to the front of the queue; False if not queued."""
+    changed = await redis.zadd(queue, {job_id: int(time.time() * 1000)}, xx=True, ch=True)
+    return bool(changed)
+
+
+async def delete_job(redis: ArqRedis, queue: str, job_id: str) -> bool:
+    """Take a scheduled or retrying job out of the queue for good."""
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.zrem(queue, job_id)
+        pipe.delete(job_key_prefix + job_id)
+        removed, _ = await pipe.execute()
+    await deadset.forget_job(redis, job_id)
+    return bool(removed)
+
+
+async def kill_retrying(
+    redis: ArqRedis, database: db.Database, queue: str, job_id: str
+) -> bool:
+    """Stop retrying a job: move it to the dead set (a highlight's snippet becomes failed)."""
+    record = await deadset.get_retrying(redis, job_id)
+    if record is None:
+        return False
+    await delete_job(redis, queue, job_id)
+    record.failed_at, record.next_at = time.time(), None
+    await deadset.record_dead(redis, record)
+    if record.function == HIGHLIGHT_JOB and record.args:
+        try:
+            snippet = await db.get_snippet(database, int(record.args[0]))
+        except db.SnippetNotFound:
+            return True
+        await db.mark_failed(database, snippet.id, snippet.revision, record.error)
+        await publish_done(redis, snippet.id)
+    return True

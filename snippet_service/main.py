@@ -14,11 +14,16 @@ from aiohttp import web
 
 from snippet_service.client import client_session
 from snippet_service.config import Config
+from snippet_service.csrf import csrf_context, csrf_protect
+from snippet_service.dashboard import setup_dashboard
+from snippet_service.dashboard.access import dashboard_access
 from snippet_service.db import Database
 from snippet_service.events import DoneListener
+from snippet_service.forms import max_body_bytes
 from snippet_service.languages import fetch_languages
 from snippet_service.middlewares import errors, security_headers
 from snippet_service.queue import open_pool
+from snippet_service.ratelimit import rate_limit
 from snippet_service.routes import setup_routes
 from snippet_service.typedefs import CONFIG, DB, DONE, HTTP, LANGUAGES, REDIS
 
@@ -67,16 +72,18 @@ async def done_listener_ctx(app: web.Application) -> AsyncIterator[None]:
 def create_app(config: Config) -> web.Application:
     """Build the web app for this configuration."""
     app = web.Application(
-        middlewares=[errors], client_max_size=config.max_snippet_bytes * 3 + 64 * 1024
+        middlewares=[errors, dashboard_access, csrf_protect, rate_limit],
+        client_max_size=max_body_bytes(config.max_snippet_bytes),
     )
     app[CONFIG] = config
     aiohttp_jinja2.setup(
         app,
         loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
         autoescape=jinja2.select_autoescape(default=True),
-        context_processors=[aiohttp_jinja2.request_processor],
+        context_processors=[aiohttp_jinja2.request_processor, csrf_context],
     )
     app.on_response_prepare.append(security_headers)
     app.cleanup_ctx.extend([database_ctx, redis_ctx, http_ctx, languages_ctx, done_listener_ctx])
     setup_routes(app)
+    setup_dashboard(app)
     return app

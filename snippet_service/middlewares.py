@@ -1,4 +1,5 @@
-"""Error pages (JSON under /api), security headers and request ids."""
+"""Error pages (JSON under /api), request bodies read up front, security headers and
+request ids."""
 
 from __future__ import annotations
 
@@ -8,16 +9,27 @@ from collections.abc import Awaitable, Callable
 
 import aiohttp_jinja2
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from snippet_service.db import SnippetNotFound
 from snippet_service.forms import SnippetTooLarge
+from snippet_service.typedefs import CONFIG
 
 logger = logging.getLogger("snippet_service.middlewares")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
+REQUEST_ID = web.RequestKey("request_id", str)
+
+# What aiohttp's multipart parser raises for a malformed body: bad boundaries and
+# lengths (ValueError), unknown charsets (LookupError) and transfer encodings
+# (RuntimeError), too many part headers (HttpProcessingError).
+MULTIPART_ERRORS = (ValueError, LookupError, RuntimeError, HttpProcessingError)
+
 TITLES = {
     400: "Bad request",
+    401: "Log in",
+    403: "Forbidden",
     404: "Not found",
     405: "Method not allowed",
     413: "Too large",
@@ -25,6 +37,11 @@ TITLES = {
     429: "Too many requests",
     500: "Something went wrong",
 }
+
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:;"
+    " object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
 
 
 def is_api(request: web.Request) -> bool:
@@ -34,7 +51,7 @@ def is_api(request: web.Request) -> bool:
 def error_response(
     request: web.Request, status: int, message: str, headers: dict[str, str] | None = None
 ) -> web.StreamResponse:
-    request_id = request.get("request_id", "")
+    request_id = request.get(REQUEST_ID, "")
     if is_api(request):
         body = {"error": message, "status": status, "request_id": request_id}
         return web.json_response(body, status=status, headers=headers)
@@ -50,24 +67,55 @@ def error_response(
     return response
 
 
+def too_large_message(request: web.Request) -> str:
+    limit = request.app[CONFIG].max_snippet_bytes
+    return (
+        f"The request is over {request.client_max_size} bytes;"
+        f" the code may be at most {limit} bytes ({limit // 1024} KiB)."
+    )
+
+
+async def read_body(request: web.Request) -> None:
+    """Read the whole body now (aiohttp keeps it for the handler), so that a body over
+    ``client_max_size`` is a 413 before anything else happens; idempotent."""
+    length = request.content_length
+    if length is not None and length > request.client_max_size:
+        raise web.HTTPRequestEntityTooLarge(request.client_max_size, length)
+    if request.content_type == "multipart/form-data":
+        try:
+            await request.post()
+        except MULTIPART_ERRORS:
+            raise web.HTTPBadRequest(text="The form could not be read.") from None
+    else:
+        await request.read()
+
+
 @web.middleware
 async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    request["request_id"] = secrets.token_hex(8)
+    request[REQUEST_ID] = secrets.token_hex(8)
     try:
         return await handler(request)
     except SnippetNotFound:
         return error_response(request, 404, "No such snippet.")
     except SnippetTooLarge as exc:
         return error_response(request, 413, str(exc).capitalize() + ".")
+    except web.HTTPRequestEntityTooLarge:
+        return error_response(request, 413, too_large_message(request))
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         message = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else exc.reason
-        headers = {k: v for k, v in exc.headers.items() if k in ("Allow", "Retry-After")}
+        kept = ("Allow", "Retry-After", "WWW-Authenticate")
+        headers = {k: v for k, v in exc.headers.items() if k in kept}
         return error_response(request, exc.status, message or exc.reason, headers)
+    except ConnectionResetError:
+        # The client went away while we read its request: nobody is left to answer.
+        logger.info("request %s %s: the client disconnected (request id %s)",
+                    request.method, request.path, request[REQUEST_ID])
+        return error_response(request, 400, "The request was cut off.")
     except Exception:
         logger.exception("request %s %s failed (request id %s)",
-                         request.method, request.path, request["request_id"])
+                         request.method, request.path, request[REQUEST_ID])
         return error_response(request, 500, "An unexpected error occurred.")
 
 
@@ -76,10 +124,8 @@ async def security_headers(request: web.Request, response: web.StreamResponse) -
     headers = response.headers
     headers.setdefault("X-Content-Type-Options", "nosniff")
     headers.setdefault("Referrer-Policy", "same-origin")
-    headers.setdefault(
-        "Content-Security-Policy",
-        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:;"
-        " object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
-    )
-    if request.get("request_id"):
-        headers.setdefault("X-Request-Id", request["request_id"])
+    headers.setdefault("X-Frame-Options", "DENY")
+    headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+    request_id = request.get(REQUEST_ID)
+    if request_id:
+        headers.setdefault("X-Request-Id", request_id)

@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import nh3
 
-TAGS = {"div", "pre", "span", "code", "table", "tbody", "tr", "td", "th", "br"}
-ATTRIBUTES = {tag: {"class", "id"} for tag in TAGS}
+# Every element Pygments' HtmlFormatter writes with class-based styles: div/pre/span
+# always, code with wrapcode, table/tr/td/th with linenos="table". Its anchors (<a> with
+# href/name, for lineanchors) and inline style/title attributes are left out on purpose.
+TAGS = frozenset({"div", "pre", "span", "code", "table", "tr", "td", "th"})
+# "*" must be given: without it nh3 keeps ammonia's attributes for every tag (lang, title).
+ATTRIBUTES: dict[str, set[str]] = {"*": set(), **{tag: {"class", "id"} for tag in TAGS}}
+# Elements removed together with their content; any other element outside TAGS is
+# removed but its text is kept (escaped).
+DROPPED_WITH_CONTENT = frozenset({"script", "style"})
 
 
 def clean_html(html: str) -> str:
     """Keep only the elements Pygments' HtmlFormatter emits, with class and id attributes."""
     return nh3.clean(
         html,
-        tags=TAGS,
+        tags=set(TAGS),
+        clean_content_tags=set(DROPPED_WITH_CONTENT),
         attributes=ATTRIBUTES,
         url_schemes=set(),
         link_rel=None,

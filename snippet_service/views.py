@@ -29,7 +29,7 @@ EVENTS_RECHECK_SECONDS = 2.0
 def snippet_id(request: web.Request) -> int:
     """The id in the URL; anything that cannot be a stored id is a 404."""
     raw = request.match_info["id"]
-    if not raw.isdigit() or len(raw) > 19 or int(raw) > MAX_ID:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 19 or int(raw) > MAX_ID:
         raise web.HTTPNotFound(text="No such snippet.")
     return int(raw)
 

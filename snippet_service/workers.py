@@ -18,6 +18,15 @@ LIVE_WITHIN = 30.0
 
 
 @dataclass
+class RunningJob:
+    """A job a worker is running."""
+
+    job_id: str
+    started_at: float
+    job_try: int
+
+
+@dataclass
 class WorkerInfo:
     """What one worker process says about itself at each heartbeat."""
 
@@ -27,7 +36,7 @@ class WorkerInfo:
     started_at: float
     max_jobs: int
     queue: str
-    running: list[str] = field(default_factory=list)
+    running: list[RunningJob] = field(default_factory=list)
     seen_at: float = 0.0
 
 
@@ -60,4 +69,10 @@ async def live_workers(redis: Redis) -> list[WorkerInfo]:
     if not ids:
         return []
     raws = await redis.mget([WORKER_PREFIX + worker_id.decode() for worker_id in ids])
-    return [WorkerInfo(**json.loads(raw)) for raw in raws if raw]
+    found = []
+    for raw in raws:
+        if raw:
+            data = json.loads(raw)
+            data["running"] = [RunningJob(**job) for job in data.get("running", [])]
+            found.append(WorkerInfo(**data))
+    return found

@@ -18,7 +18,7 @@ from typing import Any
 from arq import Retry
 from arq.worker import Function, func
 
-from snippet_service import deadset
+from snippet_service import deadset, stats
 from snippet_service.client import HighlighterError
 from snippet_service.retry import RetryPolicy, is_transient
 
@@ -48,7 +48,9 @@ def job(
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            await stats.count_job(ctx["redis"], failed=True)
             return await _failed(ctx, name, policy, on_dead, args, exc)
+        await stats.count_job(ctx["redis"], failed=False)
         if int(ctx.get("job_try", 1)) > 1:
             await deadset.forget_job(ctx["redis"], ctx["job_id"])
         return result

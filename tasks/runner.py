@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -36,6 +37,7 @@ class Runner:
         self.info = workers.new_worker_info(config.worker_max_jobs, config.queue_name)
         self.worker: Worker | None = None
         self.stopping = asyncio.Event()
+        self.running: dict[str, workers.RunningJob] = {}
 
     def stop(self, signum: signal.Signals) -> None:
         """First signal: stop taking jobs, let running ones finish within the grace period."""
@@ -69,7 +71,8 @@ class Runner:
         backoff = 0.5
         while not self.stopping.is_set():
             worker = Worker(**worker_options(self.config), handle_signals=False,
-                            ctx=dict(self.ctx))
+                            ctx=dict(self.ctx), on_job_start=self._job_started,
+                            after_job_end=self._job_ended)
             self.worker = worker
             try:
                 await worker.async_run()
@@ -114,9 +117,20 @@ class Runner:
                 logger.debug("%s skipped: %r", action.__name__, exc)
             await asyncio.sleep(seconds)
 
+    async def _job_started(self, ctx: dict[str, Any]) -> None:
+        self.running[ctx["job_id"]] = workers.RunningJob(
+            ctx["job_id"], time.time(), int(ctx.get("job_try", 1))
+        )
+
+    async def _job_ended(self, ctx: dict[str, Any]) -> None:
+        self.running.pop(ctx["job_id"], None)
+
     async def _heartbeat(self, pool: ArqRedis) -> None:
         worker = self.worker
-        self.info.running = sorted(worker.job_tasks) if worker is not None else []
+        live = set(worker.job_tasks) if worker is not None else set()
+        for job_id in set(self.running) - live:  # cancelled jobs skip after_job_end
+            del self.running[job_id]
+        self.info.running = list(self.running.values())
         await workers.heartbeat(pool, self.info)
 
     async def _reconcile(self, pool: ArqRedis) -> None:

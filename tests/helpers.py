@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from typing import Any
 
 import aiohttp
+from multidict import CIMultiDict
+
+from snippet_service.csrf import COOKIE_NAME, FIELD_NAME
+
+_HIDDEN_TOKEN = re.compile(rf'<input type="hidden" name="{FIELD_NAME}" value="([^"]+)">')
 
 
 async def wait_for_snippet(http: aiohttp.ClientSession, base_url: str, snippet_id: int,
@@ -22,13 +28,39 @@ async def wait_for_snippet(http: aiohttp.ClientSession, base_url: str, snippet_i
         await asyncio.sleep(0.05)
 
 
+async def form_token(http: aiohttp.ClientSession, base_url: str) -> str:
+    """GET the form as a browser would; return its CSRF token (also the cookie's value)."""
+    async with http.get(f"{base_url}/") as response:
+        assert response.status == 200, await response.text()
+        page = await response.text()
+        cookie = response.cookies[COOKIE_NAME].value
+    match = _HIDDEN_TOKEN.search(page)
+    assert match is not None, page
+    assert match.group(1) == cookie
+    return cookie
+
+
+def token_cookie(token: str) -> dict[str, str]:
+    """The Cookie header carrying the token (aiohttp's cookie jar ignores 127.0.0.1)."""
+    return {"Cookie": f"{COOKIE_NAME}={token}"}
+
+
+async def post_form(http: aiohttp.ClientSession, base_url: str, fields: dict[str, str],
+                    token: str | None = None) -> tuple[int, str, CIMultiDict[str]]:
+    """POST the form with the token from GET / (or the one given); status, body, headers."""
+    token = token or await form_token(http, base_url)
+    async with http.post(f"{base_url}/snippets", data={FIELD_NAME: token, **fields},
+                         headers=token_cookie(token), allow_redirects=False) as response:
+        return response.status, await response.text(), response.headers.copy()
+
+
 async def create_via_form(http: aiohttp.ClientSession, base_url: str, language: str,
                           code: str) -> int:
-    """POST the form and return the new id from the 303 Location."""
-    async with http.post(f"{base_url}/snippets", data={"language": language, "plain_code": code},
-                         allow_redirects=False) as response:
-        assert response.status == 303, await response.text()
-        location = response.headers["Location"]
+    """GET the form for its token, POST it, and return the new id from the 303 Location."""
+    status, page, headers = await post_form(http, base_url,
+                                            {"language": language, "plain_code": code})
+    assert status == 303, page
+    location = headers["Location"]
     assert location.startswith("/snippets/")
     return int(location.rsplit("/", 1)[1])
 

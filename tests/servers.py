@@ -60,7 +60,11 @@ def base_env(**values: str) -> dict[str, str]:
 
 
 class Stack:
-    """The highlighter (ours unless a URL is given), a worker and the web app on free ports."""
+    """The highlighter (ours unless a URL is given), a worker and the web app on free ports.
+
+    The suite creates hundreds of snippets a minute from 127.0.0.1, so the creation rate
+    limit is off unless a test passes RATE_LIMIT_PER_MINUTE itself.
+    """
 
     def __init__(self, redis_url: str, work_dir: Path, highlighter_url: str | None = None,
                  **extra_env: str) -> None:
@@ -70,7 +74,7 @@ class Stack:
         self.processes: list[Process] = []
         self.port = free_port()
         env = base_env(REDIS_URL=redis_url, SNIPPETS_DB=str(self.db_path), PORT=str(self.port),
-                       **extra_env)
+                       **{"RATE_LIMIT_PER_MINUTE": "0", **extra_env})
         if highlighter_url is None:
             highlighter_port = free_port()
             env["HIGHLIGHTER_PORT"] = str(highlighter_port)

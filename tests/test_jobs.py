@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
+import time
+from collections import Counter
 
 import aiohttp
+import pytest
 import redis
 
 from snippet_service.config import Config
 from snippet_service.queue import HIGHLIGHT_JOB, enqueue_highlight, highlight_job_id, open_pool
+from tests.conftest import row_count
 from tests.helpers import create_via_api, wait_for_snippet
 from tests.servers import Stack
 
@@ -51,11 +56,15 @@ async def test_enqueueing_twice_and_running_twice_leave_one_result(
     assert again["highlighted_code"] == first["highlighted_code"]
 
 
-async def test_concurrent_creations_all_stored_and_highlighted(
+@pytest.mark.timeout(240)
+async def test_1000_concurrent_creations_all_stored_and_highlighted(
         stack: Stack, http: aiohttp.ClientSession) -> None:
-    count = 400
-    connector = aiohttp.TCPConnector(limit=100)
-    async with aiohttp.ClientSession(connector=connector) as session:
+    """All at once (no client-side connection limit) while the worker runs."""
+    count = 1000
+    rows = row_count(stack.db_path)
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector,
+                                     timeout=aiohttp.ClientTimeout(total=120)) as session:
         async def create(n: int) -> tuple[int, int]:
             async with session.post(f"{stack.url}/api/snippets",
                                     json={"language": "python", "code": f"n = {n}"}) as response:
@@ -63,10 +72,21 @@ async def test_concurrent_creations_all_stored_and_highlighted(
                 return response.status, body.get("id", -1)
 
         results = await asyncio.gather(*(create(n) for n in range(count)))
-    assert [status for status, _ in results] == [201] * count
+    assert Counter(status for status, _ in results) == {201: count}
     ids = {snippet_id for _, snippet_id in results}
     assert len(ids) == count
-    for snippet_id in ids:
-        body = await wait_for_snippet(http, stack.url, snippet_id, timeout=60)
-        assert body["status"] == "highlighted", body
-    assert "database is locked" not in stack.logs()
+    assert row_count(stack.db_path) == rows + count
+
+    deadline = time.monotonic() + 120
+    while True:
+        with sqlite3.connect(stack.db_path, timeout=10) as conn:
+            statuses = Counter(dict(conn.execute(
+                f"SELECT status, count(*) FROM snippets WHERE id IN ({','.join('?' * count)})"
+                " GROUP BY status", sorted(ids)).fetchall()))
+        if statuses.get("pending", 0) == 0 or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.2)
+    assert statuses == {"highlighted": count}, stack.logs()
+    logs = stack.logs()
+    assert "database is locked" not in logs
+    assert "Traceback" not in stack.web.log()

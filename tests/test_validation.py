@@ -6,6 +6,7 @@ import aiohttp
 import pytest
 
 from tests.conftest import queued_jobs, row_count
+from tests.helpers import form_token, post_form, token_cookie
 from tests.servers import Stack
 
 
@@ -24,9 +25,8 @@ from tests.servers import Stack
 async def test_invalid_form_is_rerendered_and_nothing_is_stored(
         stack: Stack, http: aiohttp.ClientSession, fields: dict[str, str], message: str) -> None:
     rows, jobs = row_count(stack.db_path), queued_jobs(stack.redis_url)
-    async with http.post(f"{stack.url}/snippets", data=fields, allow_redirects=False) as response:
-        page = await response.text()
-    assert response.status == 400
+    status, page, _ = await post_form(http, stack.url, fields)
+    assert status == 400
     assert message in page
     assert '<form method="post"' in page
     if fields.get("plain_code", "").strip():
@@ -37,10 +37,8 @@ async def test_invalid_form_is_rerendered_and_nothing_is_stored(
 
 async def test_typed_code_is_kept_escaped(stack: Stack, http: aiohttp.ClientSession) -> None:
     code = "</textarea><script>alert(1)</script>"
-    async with http.post(f"{stack.url}/snippets",
-                         data={"language": "nope", "plain_code": code}) as response:
-        page = await response.text()
-    assert response.status == 400
+    status, page, _ = await post_form(http, stack.url, {"language": "nope", "plain_code": code})
+    assert status == 400
     assert "&lt;/textarea&gt;&lt;script&gt;alert(1)&lt;/script&gt;</textarea>" in page
     assert "<script>alert(1)" not in page
 
@@ -74,8 +72,11 @@ async def test_invalid_api_input_is_a_json_error(
 
 async def test_invalid_utf8_form_is_400(stack: Stack, http: aiohttp.ClientSession) -> None:
     rows = row_count(stack.db_path)
-    async with http.post(f"{stack.url}/snippets", data=b"language=python&plain_code=%FF%FE",
-                         headers={"Content-Type": "application/x-www-form-urlencoded"}) as response:
+    token = await form_token(http, stack.url)
+    async with http.post(f"{stack.url}/snippets",
+                         data=f"csrf_token={token}&language=python&plain_code=%FF%FE".encode(),
+                         headers={"Content-Type": "application/x-www-form-urlencoded",
+                                  **token_cookie(token)}) as response:
         page = await response.text()
     assert response.status == 400
     assert "UTF-8" in page
@@ -84,7 +85,11 @@ async def test_invalid_utf8_form_is_400(stack: Stack, http: aiohttp.ClientSessio
 
 @pytest.mark.parametrize("path", ["/snippets/0", "/snippets/999999", "/snippets/abc",
                                   "/snippets/99999999999999999999999999", "/snippets/-1",
-                                  "/snippets/999999/raw", "/nowhere"])
+                                  "/snippets/999999/raw", "/nowhere", "/snippets/²",
+                                  "/snippets/١", "/snippets/1.0", "/snippets/abc/raw",
+                                  "/snippets/abc/events", "/snippets/²/events",
+                                  "/snippets/99999999999999999999/events",
+                                  "/snippets/9223372036854775808"])
 async def test_unknown_pages_are_404_pages(stack: Stack, http: aiohttp.ClientSession,
                                            path: str) -> None:
     async with http.get(stack.url + path) as response:
@@ -96,7 +101,8 @@ async def test_unknown_pages_are_404_pages(stack: Stack, http: aiohttp.ClientSes
 
 
 @pytest.mark.parametrize("path", ["/api/snippets/999999", "/api/snippets/abc",
-                                  "/api/snippets/123456789012345678901234567890"])
+                                  "/api/snippets/123456789012345678901234567890",
+                                  "/api/snippets/²", "/api/snippets/-1", "/api/snippets/1e3"])
 async def test_unknown_api_ids_are_json_404(stack: Stack, http: aiohttp.ClientSession,
                                             path: str) -> None:
     async with http.get(stack.url + path) as response:
@@ -112,3 +118,89 @@ async def test_wrong_method_is_405(stack: Stack, http: aiohttp.ClientSession) ->
     async with http.put(f"{stack.url}/snippets") as response:
         assert response.status == 405
         assert "POST" in response.headers["Allow"]
+
+
+def _multipart(token: str, fields: dict[str, bytes], charset: str = "utf-8") -> bytes:
+    parts = [f'--b\r\nContent-Disposition: form-data; name="csrf_token"\r\n\r\n{token}\r\n'
+             .encode()]
+    for name, value in fields.items():
+        parts.append(f'--b\r\nContent-Disposition: form-data; name="{name}"\r\n'
+                     f"Content-Type: text/plain; charset={charset}\r\n\r\n".encode()
+                     + value + b"\r\n")
+    return b"".join(parts) + b"--b--\r\n"
+
+
+@pytest.mark.parametrize(("fields", "charset", "status", "message"), [
+    ({"language": b"python", "plain_code": "z = '\u017c\u00f3\u0142w'".encode()}, "utf-8", 303, ""),
+    ({"language": b"python", "plain_code": b"   "}, "utf-8", 400, "The code is empty."),
+    ({"language": b"klingon", "plain_code": b"qapla"}, "utf-8", 400, "not supported"),
+    ({"language": b"python", "plain_code": b"\xff\xfe"}, "utf-8", 400,
+     "The form could not be read."),
+    ({"language": b"python", "plain_code": b"x"}, "no-such-charset", 400,
+     "The form could not be read."),
+])
+async def test_multipart_forms(stack: Stack, http: aiohttp.ClientSession,
+                               fields: dict[str, bytes], charset: str, status: int,
+                               message: str) -> None:
+    rows = row_count(stack.db_path)
+    token = await form_token(http, stack.url)
+    async with http.post(f"{stack.url}/snippets", data=_multipart(token, fields, charset),
+                         headers={"Content-Type": "multipart/form-data; boundary=b",
+                                  **token_cookie(token)}, allow_redirects=False) as response:
+        page = await response.text()
+    assert response.status == status, page
+    assert message in page
+    assert row_count(stack.db_path) == rows + (status == 303)
+    if status == 400 and "could not be read" not in message:
+        typed = fields["plain_code"].decode()
+        assert f">{typed}</textarea>" in page  # what was typed is kept
+        if fields["language"] == b"python":
+            assert '<option value="python" selected>' in page
+
+
+@pytest.mark.parametrize("body", [
+    b"--b\r\nContent-Disposition: form-data\r\n\r\nno name\r\n--b--\r\n",
+    b'--b\r\nContent-Disposition: form-data; name="plain_code"\r\n'
+    b"Content-Transfer-Encoding: rot13\r\n\r\nx\r\n--b--\r\n",
+    b'--b\r\nContent-Disposition: form-data; name="plain_code"\r\n\r\ncut off',
+    b"not multipart at all",
+])
+async def test_malformed_multipart_is_400(stack: Stack, http: aiohttp.ClientSession,
+                                          body: bytes) -> None:
+    token = await form_token(http, stack.url)
+    async with http.post(f"{stack.url}/snippets", data=body,
+                         headers={"Content-Type": "multipart/form-data; boundary=b",
+                                  **token_cookie(token)}) as response:
+        page = await response.text()
+    assert response.status == 400
+    assert "The form could not be read." in page
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/json", "application/xml",
+                                          "application/octet-stream"])
+async def test_wrong_content_type_on_the_form_is_415(
+        stack: Stack, http: aiohttp.ClientSession, content_type: str) -> None:
+    rows = row_count(stack.db_path)
+    token = await form_token(http, stack.url)
+    async with http.post(f"{stack.url}/snippets",
+                         data=f"csrf_token={token}&language=python&plain_code=x".encode(),
+                         headers={"Content-Type": content_type, **token_cookie(token)}) as response:
+        page = await response.text()
+    assert response.status == 415
+    assert response.content_type == "text/html"
+    assert "Submit the form as a web form." in page
+    assert row_count(stack.db_path) == rows
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "multipart/form-data; boundary=b",
+                                          "application/json-patch+json"])
+async def test_wrong_content_type_on_the_api_is_415(
+        stack: Stack, http: aiohttp.ClientSession, content_type: str) -> None:
+    rows = row_count(stack.db_path)
+    async with http.post(f"{stack.url}/api/snippets",
+                         data=b'{"language": "python", "code": "x"}',
+                         headers={"Content-Type": content_type}) as response:
+        body = await response.json()
+    assert response.status in (400, 415)
+    assert response.status == 415 or body["error"] == "The form could not be read."
+    assert row_count(stack.db_path) == rows

@@ -1,0 +1,82 @@
+"""A per-client limit on creating snippets (form and API), counted in Redis so that every
+web process shares it. Without Redis the limit is not enforced: requests are let through
+and the outage is logged."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import math
+
+from aiohttp import web
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from snippet_service.middlewares import Handler, read_body
+from snippet_service.typedefs import CONFIG, REDIS
+
+logger = logging.getLogger("snippet_service.ratelimit")
+
+CREATION_ROUTES = frozenset({"create_snippet", "api_create_snippet", "api_rehighlight"})
+WINDOW_SECONDS = 60.0
+KEY_PREFIX = "snippets:ratelimit:"
+REDIS_TIMEOUT = 1.0
+
+# A fixed window per client: the first hit creates the counter with the window's lifetime,
+# later hits count in it. Returns the count and the milliseconds until the window ends.
+HIT_SCRIPT = """
+local count = redis.call('INCR', KEYS[1])
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 then
+    redis.call('PEXPIRE', KEYS[1], ARGV[1])
+    ttl = tonumber(ARGV[1])
+end
+return {count, ttl}
+"""
+
+
+def client_key(request: web.Request) -> str:
+    """Who is counted: the peer's address (an IPv6 client by its /64 network)."""
+    remote = request.remote or ""
+    try:
+        address = ipaddress.ip_address(remote)
+    except ValueError:
+        return remote or "unknown"
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
+
+
+async def hit(redis: Redis, client: str, window: float = WINDOW_SECONDS) -> tuple[int, float]:
+    """Count one creation for client; return the count in this window and the seconds left."""
+    count, ttl_ms = await redis.eval(  # type: ignore[misc]
+        HIT_SCRIPT, 1, KEY_PREFIX + client, str(int(window * 1000))
+    )
+    return int(count), int(ttl_ms) / 1000
+
+
+@web.middleware
+async def rate_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """429 with Retry-After once a client has created RATE_LIMIT_PER_MINUTE snippets."""
+    limit = request.app[CONFIG].rate_limit_per_minute
+    if limit and request.method == "POST" and request.match_info.route.name in CREATION_ROUTES:
+        await read_body(request)  # a body over the size limit is a 413 and never counts
+        client = client_key(request)
+        try:
+            async with asyncio.timeout(REDIS_TIMEOUT):
+                count, seconds_left = await hit(request.app[REDIS], client)
+        except (TimeoutError, RedisError, OSError) as exc:
+            logger.warning("rate limit not checked for %s, request allowed: Redis: %r",
+                           client, exc)
+        else:
+            if count > limit:
+                retry_after = max(1, math.ceil(seconds_left))
+                raise web.HTTPTooManyRequests(
+                    text=f"Too many new snippets from your address (the limit is {limit} a"
+                    f" minute). Try again in {retry_after} seconds.",
+                    headers={"Retry-After": str(retry_after)},
+                )
+    return await handler(request)
