@@ -21,7 +21,7 @@ from snippet_service.db import Database
 from snippet_service.events import DoneListener
 from snippet_service.forms import max_body_bytes
 from snippet_service.languages import fetch_languages
-from snippet_service.middlewares import errors, security_headers
+from snippet_service.middlewares import csp_context, errors, security_headers
 from snippet_service.queue import open_pool
 from snippet_service.ratelimit import rate_limit
 from snippet_service.routes import setup_routes
@@ -80,7 +80,7 @@ def create_app(config: Config) -> web.Application:
         app,
         loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
         autoescape=jinja2.select_autoescape(default=True),
-        context_processors=[aiohttp_jinja2.request_processor, csrf_context],
+        context_processors=[aiohttp_jinja2.request_processor, csrf_context, csp_context],
     )
     app.on_response_prepare.append(security_headers)
     app.cleanup_ctx.extend([database_ctx, redis_ctx, http_ctx, languages_ctx, done_listener_ctx])

@@ -191,7 +191,7 @@ async def test_every_response_carries_the_security_headers(
         csp = dict(part.strip().split(" ", 1) for part in
                    headers["Content-Security-Policy"].split(";"))
         assert csp["frame-ancestors"] == "'none'", name
-        assert csp["script-src"] == "'self'", name
+        assert re.fullmatch(r"'nonce-[A-Za-z0-9_-]{22}' 'strict-dynamic'", csp["script-src"]), name
         assert csp["style-src"] == "'self'", name
         assert csp["default-src"] == "'self'", name
         assert csp["object-src"] == "'none'", name
@@ -201,12 +201,26 @@ async def test_every_response_carries_the_security_headers(
         assert re.fullmatch(r"[0-9a-f]{16}", headers.get("X-Request-Id", "")), name
 
 
+async def test_scripts_carry_this_responses_nonce(stack: Stack,
+                                                  http: aiohttp.ClientSession) -> None:
+    nonces = []
+    for path in ("/jobs", "/jobs"):
+        async with http.get(stack.url + path) as response:
+            page = await response.text()
+        nonce = re.search(r"'nonce-([^']+)'", response.headers["Content-Security-Policy"])
+        assert nonce is not None
+        assert f'<script nonce="{nonce.group(1)}" src="/static/jobs.js"' in page
+        nonces.append(nonce.group(1))
+    assert nonces[0] != nonces[1]
+
+
 def test_templates_need_no_inline_script_or_style() -> None:
     """The policy allows neither, so no template may rely on them."""
     for template in TEMPLATES_DIR.rglob("*.html"):
         text = template.read_text()
         for tag in re.findall(r"<script\b[^>]*>", text):
             assert "src=" in tag, (template, tag)
+            assert 'nonce="{{ csp_nonce() }}"' in tag, (template, tag)
         assert "<style" not in text, template
         assert not re.search(r"\sstyle=", text), template
         assert not re.search(r"\son[a-z]+=", text), template
