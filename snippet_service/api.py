@@ -12,9 +12,9 @@ from redis.exceptions import RedisError
 from snippet_service import db
 from snippet_service.forms import validate_snippet
 from snippet_service.options import parse_expiry, parse_highlight_in
-from snippet_service.queue import enqueue_highlight
-from snippet_service.typedefs import CONFIG, DB, LANGUAGES, REDIS
-from snippet_service.views import snippet_id, store_and_enqueue
+from snippet_service.queue import enqueue_highlight, publish_done
+from snippet_service.typedefs import CONFIG, DB, LANGUAGES, PAGES, REDIS
+from snippet_service.views import expiry_epoch, snippet_id, store_and_enqueue
 
 logger = logging.getLogger("snippet_service.api")
 
@@ -72,8 +72,15 @@ async def create(request: web.Request) -> web.Response:
 
 
 async def show(request: web.Request) -> web.Response:
-    snippet = await db.get_snippet(request.app[DB], snippet_id(request))
-    return web.json_response(snippet_json(request, snippet))
+    """A snippet as JSON; a finished snippet's is served from the page cache."""
+    ident, pages = snippet_id(request), request.app[PAGES]
+    body = pages.get("json", ident)
+    if body is None:
+        snippet = await db.get_snippet(request.app[DB], ident)
+        body = json.dumps(snippet_json(request, snippet)).encode()
+        if snippet.status != db.PENDING:
+            pages.put("json", ident, body, expiry_epoch(snippet))
+    return web.Response(body=body, content_type="application/json")
 
 
 async def rehighlight(request: web.Request) -> web.Response:
@@ -85,7 +92,9 @@ async def rehighlight(request: web.Request) -> web.Response:
     if language is not None and language not in request.app[LANGUAGES]:
         return invalid({"language": "This language is not supported."})
     snippet = await db.rehighlight(request.app[DB], ident, language)
+    request.app[PAGES].evict(ident)
     try:
+        await publish_done(request.app[REDIS], ident)  # other web processes drop their copy
         await enqueue_highlight(request.app[REDIS], snippet.id, snippet.revision)
     except (TimeoutError, RedisError, OSError) as exc:
         logger.warning("snippet %d revision %d not enqueued: %r", ident, snippet.revision, exc)

@@ -89,6 +89,7 @@ class Config:
     highlighter_url_set: bool = False
     highlighter_port: int = 8081
     worker_max_jobs: int = 200
+    worker_processes: int = 1
     db_pool_size: int = 5
     max_snippet_bytes: int = 512 * 1024
     queue_name: str = "snippets:queue"
@@ -115,6 +116,7 @@ class Config:
             highlighter_url_set=bool(env.get("HIGHLIGHTER_URL")),
             highlighter_port=_read(env, "HIGHLIGHTER_PORT", _port, cls.highlighter_port),
             worker_max_jobs=_read(env, "WORKER_MAX_JOBS", _positive_int, cls.worker_max_jobs),
+            worker_processes=_read(env, "WORKER_PROCESSES", _positive_int, cls.worker_processes),
             db_pool_size=_read(env, "DB_POOL_SIZE", _positive_int, cls.db_pool_size),
             max_snippet_bytes=_read(
                 env, "MAX_SNIPPET_BYTES", _positive_int, cls.max_snippet_bytes

@@ -18,14 +18,15 @@ from __future__ import annotations
 import logging
 import re
 import secrets
-from functools import partial
-from typing import Any
+from http.cookies import SimpleCookie
 from urllib.parse import parse_qsl
 
+import jinja2
 from aiohttp import web
+from jinja2.runtime import Context
 from yarl import URL
 
-from snippet_service.middlewares import Handler, is_api, read_body
+from snippet_service.middlewares import is_api, read_body
 
 logger = logging.getLogger("snippet_service.csrf")
 
@@ -58,9 +59,10 @@ def csrf_token(request: web.Request) -> str:
     return token
 
 
-async def csrf_context(request: web.Request) -> dict[str, Any]:
-    """A jinja2 context processor: templates call ``csrf_token()`` for the hidden field."""
-    return {"csrf_token": partial(csrf_token, request)}
+@jinja2.pass_context
+def template_csrf_token(context: Context) -> str:
+    """``{{ csrf_token() }}`` in templates, for the hidden field."""
+    return csrf_token(context["request"])
 
 
 def _same_host(origin: str, request: web.Request) -> bool:
@@ -105,9 +107,8 @@ async def _submitted_token(request: web.Request) -> str:
     return ""
 
 
-@web.middleware
-async def csrf_protect(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Refuse cross-site form POSTs (403), and set the token cookie a page handed out."""
+async def check_csrf(request: web.Request) -> None:
+    """Refuse cross-site form POSTs and POSTs without this browser's token (403)."""
     if (
         request.method not in SAFE_METHODS
         and not is_api(request)
@@ -122,9 +123,19 @@ async def csrf_protect(request: web.Request, handler: Handler) -> web.StreamResp
             logger.info("refused %s %s from %s: %s", request.method, request.path,
                         request.remote, reason)
             raise web.HTTPForbidden(text=BAD_TOKEN)
-    response = await handler(request)
+
+
+async def set_csrf_cookie(request: web.Request, response: web.StreamResponse) -> None:
+    """An on_response_prepare signal: set the cookie of a token a page handed out."""
     token = request.get(ISSUED_TOKEN)
-    if token is not None and not response.prepared:
-        response.set_cookie(COOKIE_NAME, token, max_age=COOKIE_MAX_AGE, path="/",
-                            httponly=True, samesite="Lax", secure=request.secure or None)
-    return response
+    if token is None:
+        return
+    jar: SimpleCookie = SimpleCookie()
+    jar[COOKIE_NAME] = token
+    morsel = jar[COOKIE_NAME]
+    morsel.update({"max-age": str(COOKIE_MAX_AGE), "path": "/", "samesite": "Lax"})
+    morsel["httponly"] = True
+    if request.secure:
+        morsel["secure"] = True
+    # The signal runs after aiohttp turned response.cookies into headers: add the header.
+    response.headers.add("Set-Cookie", morsel.OutputString())

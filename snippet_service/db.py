@@ -125,6 +125,15 @@ class Database:
         finally:
             self._idle.put_nowait(conn)
 
+    async def write(self, sql: str, parameters: tuple[Any, ...] = ()) -> aiosqlite.Cursor:
+        """One write statement on its own (autocommit; SQLite makes it atomic), one at a time.
+
+        A single statement takes the write lock when it starts, so it waits out other
+        writers within busy_timeout, and a cancelled caller cannot leave it half done.
+        """
+        async with self._write_lock, self.connection() as conn:
+            return await asyncio.shield(conn.execute(sql, parameters))
+
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
         """A write transaction (BEGIN IMMEDIATE), committed on success, rolled back otherwise."""
@@ -164,13 +173,12 @@ async def create_snippet(
     now = utcnow()
     highlight_at = utcnow(highlight_in) if highlight_in > 0 else None
     expires_at = utcnow(expires_in) if expires_in else None
-    async with db.transaction() as conn:
-        cursor = await conn.execute(
-            "INSERT INTO snippets (language, plain_code, status, created_at, updated_at,"
-            " highlight_at, expires_at, queued_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (language, plain_code, PENDING, now, now, highlight_at, expires_at, now),
-        )
-        snippet_id = cursor.lastrowid
+    cursor = await db.write(
+        "INSERT INTO snippets (language, plain_code, status, created_at, updated_at,"
+        " highlight_at, expires_at, queued_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (language, plain_code, PENDING, now, now, highlight_at, expires_at, now),
+    )
+    snippet_id = cursor.lastrowid
     assert snippet_id is not None
     return Snippet(snippet_id, language, plain_code, None, PENDING, None, 1, now, now,
                    highlight_at, expires_at, now)
@@ -179,25 +187,23 @@ async def create_snippet(
 async def get_snippet(db: Database, snippet_id: int) -> Snippet:
     """Return one unexpired snippet or raise SnippetNotFound."""
     async with db.connection() as conn:
-        async with conn.execute(
+        rows = await conn.execute_fetchall(
             "SELECT * FROM snippets WHERE id = ? AND (expires_at IS NULL OR expires_at > ?)",
             (snippet_id, utcnow()),
-        ) as cursor:
-            row = await cursor.fetchone()
-    if row is None:
-        raise SnippetNotFound(snippet_id)
-    return Snippet.from_row(row)
+        )
+    for row in rows:
+        return Snippet.from_row(row)
+    raise SnippetNotFound(snippet_id)
 
 
 async def recent_snippets(db: Database, limit: int = 20) -> list[Snippet]:
     """The newest unexpired snippets first."""
     async with db.connection() as conn:
-        async with conn.execute(
+        rows = await conn.execute_fetchall(
             "SELECT * FROM snippets WHERE expires_at IS NULL OR expires_at > ?"
             " ORDER BY id DESC LIMIT ?",
             (utcnow(), limit),
-        ) as cursor:
-            rows = await cursor.fetchall()
+        )
     return [Snippet.from_row(row) for row in rows]
 
 
@@ -211,13 +217,12 @@ async def count_snippets(db: Database) -> int:
 
 async def _finish(db: Database, snippet_id: int, revision: int, **values: Any) -> bool:
     columns = ", ".join(f"{name} = ?" for name in values)
-    async with db.transaction() as conn:
-        cursor = await conn.execute(
-            f"UPDATE snippets SET {columns}, updated_at = ?"
-            " WHERE id = ? AND revision = ? AND status = ?",
-            (*values.values(), utcnow(), snippet_id, revision, PENDING),
-        )
-        return cursor.rowcount == 1
+    cursor = await db.write(
+        f"UPDATE snippets SET {columns}, updated_at = ?"
+        " WHERE id = ? AND revision = ? AND status = ?",
+        (*values.values(), utcnow(), snippet_id, revision, PENDING),
+    )
+    return cursor.rowcount == 1
 
 
 async def mark_highlighted(db: Database, snippet_id: int, revision: int, html: str) -> bool:
@@ -235,44 +240,40 @@ async def mark_failed(db: Database, snippet_id: int, revision: int, error: str) 
 async def rehighlight(db: Database, snippet_id: int, language: str | None = None) -> Snippet:
     """Start a new revision: pending again (optionally in another language)."""
     now = utcnow()
-    async with db.transaction() as conn:
-        cursor = await conn.execute(
-            "UPDATE snippets SET language = coalesce(?, language), status = ?,"
-            " highlighted_code = NULL, error = NULL, revision = revision + 1, updated_at = ?,"
-            " highlight_at = NULL, queued_at = ?"
-            " WHERE id = ? AND (expires_at IS NULL OR expires_at > ?)",
-            (language, PENDING, now, now, snippet_id, now),
-        )
-        if cursor.rowcount != 1:
-            raise SnippetNotFound(snippet_id)
+    cursor = await db.write(
+        "UPDATE snippets SET language = coalesce(?, language), status = ?,"
+        " highlighted_code = NULL, error = NULL, revision = revision + 1, updated_at = ?,"
+        " highlight_at = NULL, queued_at = ?"
+        " WHERE id = ? AND (expires_at IS NULL OR expires_at > ?)",
+        (language, PENDING, now, now, snippet_id, now),
+    )
+    if cursor.rowcount != 1:
+        raise SnippetNotFound(snippet_id)
     return await get_snippet(db, snippet_id)
 
 
 async def delete_snippet(db: Database, snippet_id: int) -> bool:
     """Delete a snippet; False if it was already gone."""
-    async with db.transaction() as conn:
-        cursor = await conn.execute("DELETE FROM snippets WHERE id = ?", (snippet_id,))
-        return cursor.rowcount == 1
+    cursor = await db.write("DELETE FROM snippets WHERE id = ?", (snippet_id,))
+    return cursor.rowcount == 1
 
 
 async def purge_expired(db: Database) -> int:
     """Delete every expired snippet; return how many."""
-    async with db.transaction() as conn:
-        cursor = await conn.execute(
-            "DELETE FROM snippets WHERE expires_at IS NOT NULL AND expires_at <= ?", (utcnow(),)
-        )
-        return cursor.rowcount
+    cursor = await db.write(
+        "DELETE FROM snippets WHERE expires_at IS NOT NULL AND expires_at <= ?", (utcnow(),)
+    )
+    return cursor.rowcount
 
 
 async def stale_pending(db: Database, older_than: float, limit: int = 500) -> list[Snippet]:
     """Pending snippets last enqueued more than ``older_than`` seconds ago."""
     async with db.connection() as conn:
-        async with conn.execute(
+        rows = await conn.execute_fetchall(
             "SELECT * FROM snippets WHERE status = ? AND coalesce(queued_at, updated_at) <= ?"
             " AND (expires_at IS NULL OR expires_at > ?) ORDER BY id LIMIT ?",
             (PENDING, utcnow(-older_than), utcnow(), limit),
-        ) as cursor:
-            rows = await cursor.fetchall()
+        )
     return [Snippet.from_row(row) for row in rows]
 
 

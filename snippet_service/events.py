@@ -1,4 +1,5 @@
-"""One Redis subscription per web process that wakes the pages waiting on a snippet."""
+"""One Redis subscription per web process that wakes the pages waiting on a snippet and
+evicts changed snippets from the page cache."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from contextlib import contextmanager
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from snippet_service.cache import PageCache
 from snippet_service.queue import DONE_CHANNEL
 
 logger = logging.getLogger("snippet_service.events")
@@ -19,8 +21,9 @@ logger = logging.getLogger("snippet_service.events")
 class DoneListener:
     """Listens on the snippet-done channel and sets the events of pages watching a snippet."""
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, cache: PageCache) -> None:
         self._redis = redis
+        self._cache = cache
         self._watchers: defaultdict[int, set[asyncio.Event]] = defaultdict(set)
 
     @contextmanager
@@ -38,8 +41,10 @@ class DoneListener:
 
     def _wake(self, snippet_id: int | None = None) -> None:
         if snippet_id is None:
+            self._cache.clear()
             groups = list(self._watchers.values())
         else:
+            self._cache.evict(snippet_id)
             groups = [self._watchers.get(snippet_id, set())]
         for group in groups:
             for event in group:
@@ -59,6 +64,7 @@ class DoneListener:
                         if isinstance(data, bytes) and data.isdigit():
                             self._wake(int(data))
             except (RedisError, OSError) as exc:
+                self._cache.clear()  # changes announced while we are away would be missed
                 logger.warning("done channel lost (%s); reconnecting in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)

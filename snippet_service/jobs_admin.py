@@ -23,6 +23,7 @@ async def retry_dead(redis: ArqRedis, database: db.Database, job_id: str) -> boo
             snippet = await db.rehighlight(database, int(job.args[0]))
         except db.SnippetNotFound:
             return await deadset.remove_dead(redis, job_id)
+        await publish_done(redis, snippet.id)  # pages showing it as failed update
         await enqueue_highlight(redis, snippet.id, snippet.revision)
     else:
         new_id = f"{job_id}:retry:{secrets.token_hex(4)}"

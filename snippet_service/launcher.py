@@ -32,7 +32,7 @@ def _raise_stop(signum: int, frame: FrameType | None) -> None:
     raise Stop(signal.Signals(signum).name)
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """In the child: ask Linux to SIGTERM us if the launcher dies (even by SIGKILL)."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)
@@ -47,7 +47,7 @@ def _python(*args: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
         cwd=ROOT,
         env=env,
         stdin=subprocess.DEVNULL,
-        preexec_fn=_die_with_parent,
+        preexec_fn=die_with_parent,
     )
 
 
@@ -81,7 +81,7 @@ def main() -> int:
         if not config.redis_url_set:
             port = int(env.get("VALKEY_PORT") or free_port())
             data_dir = config.db_path.parent / "valkey"
-            processes.append(("valkey", start_valkey(port, data_dir, preexec_fn=_die_with_parent)))
+            processes.append(("valkey", start_valkey(port, data_dir, preexec_fn=die_with_parent)))
             env["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
             logger.info("private Valkey on %s (data in %s)", env["REDIS_URL"], data_dir)
         if not config.highlighter_url_set:

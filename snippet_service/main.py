@@ -12,20 +12,21 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
+from snippet_service.cache import PageCache
 from snippet_service.client import client_session
 from snippet_service.config import Config
-from snippet_service.csrf import csrf_context, csrf_protect
+from snippet_service.csrf import check_csrf, set_csrf_cookie, template_csrf_token
 from snippet_service.dashboard import setup_dashboard
-from snippet_service.dashboard.access import dashboard_access
+from snippet_service.dashboard.access import check_dashboard_access
 from snippet_service.db import Database
 from snippet_service.events import DoneListener
 from snippet_service.forms import max_body_bytes
 from snippet_service.languages import fetch_languages
-from snippet_service.middlewares import csp_context, errors, security_headers
+from snippet_service.middlewares import errors, guard, security_headers, template_csp_nonce
 from snippet_service.queue import open_pool
-from snippet_service.ratelimit import rate_limit
+from snippet_service.ratelimit import check_rate_limit
 from snippet_service.routes import setup_routes
-from snippet_service.typedefs import CONFIG, DB, DONE, HTTP, LANGUAGES, REDIS
+from snippet_service.typedefs import CONFIG, DB, DONE, HTTP, LANGUAGES, PAGES, REDIS
 
 logger = logging.getLogger("snippet_service.main")
 
@@ -60,7 +61,8 @@ async def languages_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def done_listener_ctx(app: web.Application) -> AsyncIterator[None]:
-    listener = DoneListener(app[REDIS])
+    app[PAGES] = PageCache()
+    listener = DoneListener(app[REDIS], app[PAGES])
     app[DONE] = listener
     task = asyncio.create_task(listener.run())
     yield
@@ -72,7 +74,7 @@ async def done_listener_ctx(app: web.Application) -> AsyncIterator[None]:
 def create_app(config: Config) -> web.Application:
     """Build the web app for this configuration."""
     app = web.Application(
-        middlewares=[errors, dashboard_access, csrf_protect, rate_limit],
+        middlewares=[errors, guard(check_dashboard_access, check_csrf, check_rate_limit)],
         client_max_size=max_body_bytes(config.max_snippet_bytes),
     )
     app[CONFIG] = config
@@ -80,9 +82,12 @@ def create_app(config: Config) -> web.Application:
         app,
         loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
         autoescape=jinja2.select_autoescape(default=True),
-        context_processors=[aiohttp_jinja2.request_processor, csrf_context, csp_context],
+        auto_reload=False,
     )
-    app.on_response_prepare.append(security_headers)
+    aiohttp_jinja2.get_env(app).globals.update(
+        csrf_token=template_csrf_token, csp_nonce=template_csp_nonce
+    )
+    app.on_response_prepare.extend([security_headers, set_csrf_cookie])
     app.cleanup_ctx.extend([database_ctx, redis_ctx, http_ctx, languages_ctx, done_listener_ctx])
     setup_routes(app)
     setup_dashboard(app)

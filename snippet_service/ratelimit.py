@@ -13,7 +13,7 @@ from aiohttp import web
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from snippet_service.middlewares import Handler, read_body
+from snippet_service.middlewares import read_body
 from snippet_service.typedefs import CONFIG, REDIS
 
 logger = logging.getLogger("snippet_service.ratelimit")
@@ -58,8 +58,7 @@ async def hit(redis: Redis, client: str, window: float = WINDOW_SECONDS) -> tupl
     return int(count), int(ttl_ms) / 1000
 
 
-@web.middleware
-async def rate_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def check_rate_limit(request: web.Request) -> None:
     """429 with Retry-After once a client has created RATE_LIMIT_PER_MINUTE snippets."""
     limit = request.app[CONFIG].rate_limit_per_minute
     if limit and request.method == "POST" and request.match_info.route.name in CREATION_ROUTES:
@@ -79,4 +78,3 @@ async def rate_limit(request: web.Request, handler: Handler) -> web.StreamRespon
                     f" minute). Try again in {retry_after} seconds.",
                     headers={"Retry-After": str(retry_after)},
                 )
-    return await handler(request)

@@ -14,10 +14,15 @@ MINUTE_PREFIX = "snippets:stats:min:"
 RATE_WINDOW_SECONDS = 10
 
 
-async def count_job(redis: Redis, failed: bool) -> None:
-    """One job run finished (a failed run counts as processed too, as in Sidekiq)."""
+async def count_job(
+    redis: Redis, failed: bool, publish: tuple[str, str] | None = None
+) -> None:
+    """One job run finished (a failed run counts as processed too, as in Sidekiq); in the
+    same round trip, publish the job's (channel, message) if it has one."""
     now = int(time.time())
     async with redis.pipeline(transaction=False) as pipe:
+        if publish is not None:
+            pipe.publish(*publish)
         pipe.incr(PROCESSED)
         if failed:
             pipe.incr(FAILED)

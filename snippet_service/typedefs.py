@@ -6,6 +6,7 @@ import aiohttp
 from aiohttp import web
 from arq.connections import ArqRedis
 
+from snippet_service.cache import PageCache
 from snippet_service.config import Config
 from snippet_service.db import Database
 from snippet_service.events import DoneListener
@@ -17,3 +18,4 @@ REDIS = web.AppKey("redis", ArqRedis)
 HTTP = web.AppKey("http", aiohttp.ClientSession)
 LANGUAGES = web.AppKey("languages", Languages)
 DONE = web.AppKey("done", DoneListener)
+PAGES = web.AppKey("pages", PageCache)

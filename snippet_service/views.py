@@ -17,7 +17,7 @@ from snippet_service.forms import SnippetForm, validate_snippet
 from snippet_service.highlighter import stylesheet
 from snippet_service.options import EXPIRY_CHOICES, parse_expiry
 from snippet_service.queue import enqueue_expiry, enqueue_highlight
-from snippet_service.typedefs import CONFIG, DB, DONE, LANGUAGES, REDIS
+from snippet_service.typedefs import CONFIG, DB, DONE, LANGUAGES, PAGES, REDIS
 
 logger = logging.getLogger("snippet_service.views")
 
@@ -61,6 +61,7 @@ async def index_context(
     request: web.Request, form: SnippetForm, expires_in: str = "never"
 ) -> dict[str, Any]:
     return {
+        "request": request,
         "form": form,
         "expires_in": expires_in,
         "languages": request.app[LANGUAGES],
@@ -104,10 +105,23 @@ async def create(request: web.Request) -> web.StreamResponse:
     raise web.HTTPSeeOther(location=location)
 
 
-@aiohttp_jinja2.template("snippet.html")
-async def show(request: web.Request) -> dict[str, Any]:
-    snippet = await db.get_snippet(request.app[DB], snippet_id(request))
-    return {"snippet": snippet}
+def expiry_epoch(snippet: db.Snippet) -> float | None:
+    return db.parse_timestamp(snippet.expires_at).timestamp() if snippet.expires_at else None
+
+
+async def show(request: web.Request) -> web.Response:
+    """The snippet page; a finished snippet's page is served from the page cache."""
+    ident, pages = snippet_id(request), request.app[PAGES]
+    body = pages.get("page", ident)
+    if body is None:
+        snippet = await db.get_snippet(request.app[DB], ident)
+        text = aiohttp_jinja2.render_string(
+            "snippet.html", request, {"request": request, "snippet": snippet}
+        )
+        body = text.encode()
+        if snippet.status != db.PENDING:
+            pages.put("page", ident, body, expiry_epoch(snippet))
+    return web.Response(body=body, content_type="text/html", charset="utf-8")
 
 
 async def raw(request: web.Request) -> web.Response:
@@ -144,7 +158,9 @@ async def events(request: web.Request) -> web.StreamResponse:
             wake.clear()
             snippet = await db.get_snippet(database, ident)
     if snippet.status != db.PENDING:
-        html = aiohttp_jinja2.render_string("_code.html", request, {"snippet": snippet})
+        html = aiohttp_jinja2.render_string(
+            "_code.html", request, {"request": request, "snippet": snippet}
+        )
         await response.write(_sse("done", {"status": snippet.status, "html": html}))
     await response.write_eof()
     return response

@@ -27,6 +27,9 @@ logger = logging.getLogger("tasks.policy")
 JobFunction = Callable[..., Awaitable[Any]]
 DeadHook = Callable[..., Awaitable[None]]
 
+# A job may set ctx[PUBLISH] = (channel, message): sent with the job's counters on success.
+PUBLISH = "publish_on_success"
+
 # arq's own try limit only guards against a job that crashes its worker every time;
 # failures are counted by the policy, and cancelled runs must not use up retries.
 CRASH_ALLOWANCE = 20
@@ -50,7 +53,7 @@ def job(
         except Exception as exc:
             await stats.count_job(ctx["redis"], failed=True)
             return await _failed(ctx, name, policy, on_dead, args, exc)
-        await stats.count_job(ctx["redis"], failed=False)
+        await stats.count_job(ctx["redis"], failed=False, publish=ctx.get(PUBLISH))
         if int(ctx.get("job_try", 1)) > 1:
             await deadset.forget_job(ctx["redis"], ctx["job_id"])
         return result

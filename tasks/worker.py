@@ -67,7 +67,7 @@ def worker_options(config: Config) -> dict[str, Any]:
         "job_serializer": serialize,
         "job_deserializer": deserialize,
         "keep_result": 600,
-        "poll_delay": 0.05,
+        "poll_delay": 0.02,
         "health_check_interval": 10,
         "job_completion_wait": int(config.worker_shutdown_grace),
         "log_results": False,
@@ -88,4 +88,4 @@ class WorkerSettings:
     queue_name = _DEFAULTS.queue_name
     max_jobs = _DEFAULTS.worker_max_jobs
     keep_result = 600
-    poll_delay = 0.05
+    poll_delay = 0.02

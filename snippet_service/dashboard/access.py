@@ -10,7 +10,6 @@ import secrets
 
 from aiohttp import web
 
-from snippet_service.middlewares import Handler
 from snippet_service.typedefs import CONFIG
 
 PREFIX = "/jobs"
@@ -36,8 +35,8 @@ def _password_ok(header: str, password: str) -> bool:
     return secrets.compare_digest(given.encode(), password.encode())
 
 
-@web.middleware
-async def dashboard_access(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def check_dashboard_access(request: web.Request) -> None:
+    """403 for /jobs from afar without DASHBOARD_PASSWORD; 401 without the password."""
     if request.path == PREFIX or request.path.startswith(PREFIX + "/"):
         password = request.app[CONFIG].dashboard_password
         if not password:
@@ -50,4 +49,3 @@ async def dashboard_access(request: web.Request, handler: Handler) -> web.Stream
             raise web.HTTPUnauthorized(
                 text="Log in to see the jobs dashboard.", headers={"WWW-Authenticate": REALM}
             )
-    return await handler(request)

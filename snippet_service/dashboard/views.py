@@ -19,7 +19,8 @@ def _page_number(request: web.Request) -> int:
 
 
 def _base(request: web.Request, tab: str) -> dict[str, Any]:
-    return {"tab": tab, "now": time.time(), "queue": request.app[CONFIG].queue_name}
+    return {"request": request, "tab": tab, "now": time.time(),
+            "queue": request.app[CONFIG].queue_name}
 
 
 @aiohttp_jinja2.template("jobs/dashboard.html")

@@ -1,0 +1,68 @@
+"""Rendered pages of finished snippets, kept per web process.
+
+A finished snippet's page changes only when it is highlighted again (a new revision) or
+expires. Every change is announced on the snippet-done channel, which evicts the entry in
+every web process; a process that lost the channel forgets everything, and an entry
+carries its snippet's expiry time.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+MAX_ENTRIES = 2000
+MAX_BYTES = 64 * 1024 * 1024
+KINDS = ("page", "json")
+
+
+@dataclass(frozen=True)
+class Entry:
+    body: bytes
+    expires_at: float | None
+
+
+class PageCache:
+    """A least-recently-used map of (kind, snippet id) to rendered bodies, bounded in size."""
+
+    def __init__(self, max_entries: int = MAX_ENTRIES, max_bytes: int = MAX_BYTES) -> None:
+        self._entries: OrderedDict[tuple[str, int], Entry] = OrderedDict()
+        self._bytes = 0
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+
+    def get(self, kind: str, snippet_id: int) -> bytes | None:
+        """The cached body, or None (also once the snippet has expired)."""
+        entry = self._entries.get((kind, snippet_id))
+        if entry is None:
+            return None
+        if entry.expires_at is not None and entry.expires_at <= time.time():
+            self.evict(snippet_id)
+            return None
+        self._entries.move_to_end((kind, snippet_id))
+        return entry.body
+
+    def put(self, kind: str, snippet_id: int, body: bytes, expires_at: float | None) -> None:
+        """Keep a body of a finished snippet (one of KINDS)."""
+        if kind not in KINDS or len(body) > self.max_bytes // 16:
+            return
+        self._drop((kind, snippet_id))
+        self._entries[(kind, snippet_id)] = Entry(body, expires_at)
+        self._bytes += len(body)
+        while len(self._entries) > self.max_entries or self._bytes > self.max_bytes:
+            self._drop(next(iter(self._entries)))
+
+    def evict(self, snippet_id: int) -> None:
+        """Forget every page of this snippet."""
+        for kind in KINDS:
+            self._drop((kind, snippet_id))
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self._bytes = 0
+
+    def _drop(self, key: tuple[str, int]) -> None:
+        entry = self._entries.pop(key, None)
+        if entry is not None:
+            self._bytes -= len(entry.body)
