@@ -1,0 +1,54 @@
+"""Finished snippets' pages are cached per web process; a change made through any web
+process reaches every other one."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import aiohttp
+
+from snippet_service.valkey import free_port, wait_for_port
+from tests.helpers import create_via_api, wait_for_snippet
+from tests.servers import Stack, python
+
+
+async def page(http: aiohttp.ClientSession, url: str) -> str:
+    async with http.get(url) as response:
+        assert response.status == 200
+        return await response.text()
+
+
+async def test_rehighlight_through_one_process_updates_another(
+        stack: Stack, http: aiohttp.ClientSession) -> None:
+    port = free_port()
+    other = python("web-b", ["run_web.py"], {**stack.env, "PORT": str(port)}, stack.work_dir)
+    try:
+        wait_for_port(port, 30, other.popen)
+        other_url = f"http://127.0.0.1:{port}"
+        created = await create_via_api(http, stack.url, "python", "def cached(): pass")
+        await wait_for_snippet(http, stack.url, created["id"])
+        path = f"/snippets/{created['id']}"
+        for _ in range(2):  # the second answer comes from the cache
+            assert '<span class="k">def</span>' in await page(http, other_url + path)
+            async with http.get(f"{other_url}/api/snippets/{created['id']}") as response:
+                assert (await response.json())["language"] == "python"
+
+        assert stack.worker is not None
+        stack.worker.stop()  # no job finishes: only the re-highlight itself is announced
+        try:
+            async with http.post(f"{stack.url}/api/snippets/{created['id']}/highlight",
+                                 json={"language": "text"}) as response:
+                assert response.status == 202
+            deadline = time.monotonic() + 5
+            while "Highlighting…" not in await page(http, other_url + path):
+                assert time.monotonic() < deadline, "the other process kept its stale copy"
+                await asyncio.sleep(0.05)
+        finally:
+            stack.start_worker()
+        await wait_for_snippet(http, other_url, created["id"])
+        async with http.get(f"{other_url}/api/snippets/{created['id']}") as response:
+            body = await response.json()
+        assert (body["language"], body["status"], body["revision"]) == ("text", "highlighted", 2)
+    finally:
+        other.stop()
