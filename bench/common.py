@@ -190,9 +190,16 @@ class RssSampler:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time a process has used so far."""
-    times = psutil.Process(pid).cpu_times()
-    return float(times.user + times.system)
+    """User plus system CPU time a process and its live children have used so far."""
+    parent = psutil.Process(pid)
+    total = 0.0
+    for process in (parent, *parent.children(recursive=True)):
+        try:
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
 
 
 def percentile(values: Sequence[float], pct: float) -> float:

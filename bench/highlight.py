@@ -53,11 +53,12 @@ logger = logging.getLogger("bench.highlight")
 
 HIGHLIGHTER_DELAY = 0.1
 RSS_DELAY = 6.0
-# (WORKER_MAX_JOBS, snippets, highlighter delay): fewer snippets for 25, which cannot pass
-# 250 jobs/s; the last run is for memory with 1,000 jobs in flight.
-RUNS = ((25, 1_000, HIGHLIGHTER_DELAY), (200, 5_000, HIGHLIGHTER_DELAY),
-        (1_000, 5_000, HIGHLIGHTER_DELAY), (2_000, 5_000, HIGHLIGHTER_DELAY),
-        (1_000, 1_200, RSS_DELAY))
+# (WORKER_MAX_JOBS, snippets, highlighter delay, worker processes): fewer snippets for 25,
+# which cannot pass 250 jobs/s; a run with `run_worker.py --processes 2`; the last run is
+# for memory with 1,000 jobs in flight.
+RUNS = ((25, 1_000, HIGHLIGHTER_DELAY, 1), (200, 5_000, HIGHLIGHTER_DELAY, 1),
+        (1_000, 5_000, HIGHLIGHTER_DELAY, 1), (2_000, 5_000, HIGHLIGHTER_DELAY, 1),
+        (200, 5_000, HIGHLIGHTER_DELAY, 2), (1_000, 1_200, RSS_DELAY, 1))
 SIDEKIQ_JOBS_PER_S = {25: 240, 200: 1_325, 1_000: 911}
 ARQ_JOBS_PER_S = {25: 166, 200: 1_242, 1_000: 1_852}
 SIDEKIQ_RSS_MB, ARQ_RSS_MB = 93, 51  # at 1,000 in flight
@@ -70,6 +71,7 @@ CODE = "def f(n):\n    return [i * i for i in range(n)]  # snippet {}\n"
 @dataclass
 class Result:
     max_jobs: int
+    processes: int
     snippets: int
     delay: float
     highlighted: int
@@ -128,7 +130,8 @@ def highlighter_stats(url: str) -> dict[str, float]:
     return stats
 
 
-def measure(max_jobs: int, count: int, delay: float, directory: Path) -> Result:
+def measure(max_jobs: int, count: int, delay: float, processes: int,
+            directory: Path) -> Result:
     """One run: fresh Valkey, SQLite file and highlighter; the real worker process."""
     db_path = directory / "snippets.db"
     with private_valkey(directory) as redis_url:
@@ -145,7 +148,7 @@ def measure(max_jobs: int, count: int, delay: float, directory: Path) -> Result:
             url = f"http://127.0.0.1:{port}/"
             worker = Child("worker", ["run_worker.py"], app_env(
                 REDIS_URL=redis_url, SNIPPETS_DB=str(db_path), HIGHLIGHTER_URL=url,
-                WORKER_MAX_JOBS=str(max_jobs)), directory)
+                WORKER_MAX_JOBS=str(max_jobs), WORKER_PROCESSES=str(processes)), directory)
             with RssSampler(worker.pid) as sampler:
                 worker.wait_for_log("Starting worker", timeout=30)
                 started, cpu_start = time.monotonic(), cpu_seconds(worker.pid)
@@ -168,7 +171,7 @@ def measure(max_jobs: int, count: int, delay: float, directory: Path) -> Result:
                            max_jobs, counts[db.PENDING])
         log = worker.log()
         return Result(
-            max_jobs=max_jobs, snippets=count, delay=delay,
+            max_jobs=max_jobs, processes=processes, snippets=count, delay=delay,
             highlighted=counts.get(db.HIGHLIGHTED, 0), failed=counts.get(db.FAILED, 0),
             seconds=last_update(db_path) - stats["first"] if stats["first"] else 0.0,
             peak_in_flight=int(stats["peak_in_flight"]), peak_rss=sampler.peak,
@@ -180,16 +183,17 @@ def measure(max_jobs: int, count: int, delay: float, directory: Path) -> Result:
 def report(results: list[Result]) -> Table:
     table = Table(
         "highlight job: real run_worker.py against bench.slow_highlighter",
-        ["max_jobs", "delay ms", "snippets", "jobs/s", "seconds", "peak in flight",
+        ["max_jobs", "processes", "delay ms", "snippets", "jobs/s", "seconds", "peak in flight",
          "peak RSS MB", "worker CPU %", "failed", "retries", "Sidekiq jobs/s (ref)",
          "arq jobs/s (ref)", "Sidekiq RSS MB (ref)", "arq RSS MB (ref)"],
     )
     for r in results:
         throughput_run = r.delay == HIGHLIGHTER_DELAY
         refs = ((SIDEKIQ_JOBS_PER_S.get(r.max_jobs, "-"), ARQ_JOBS_PER_S.get(r.max_jobs, "-"))
-                if throughput_run else ("-", "-"))
-        refs_rss = (SIDEKIQ_RSS_MB, ARQ_RSS_MB) if r.max_jobs == 1_000 else ("-", "-")
-        table.add(r.max_jobs, r.delay * 1000, r.snippets, r.jobs_per_s, r.seconds,
+                if throughput_run and r.processes == 1 else ("-", "-"))
+        refs_rss = ((SIDEKIQ_RSS_MB, ARQ_RSS_MB) if r.max_jobs == 1_000 and r.processes == 1
+                    else ("-", "-"))
+        table.add(r.max_jobs, r.processes, r.delay * 1000, r.snippets, r.jobs_per_s, r.seconds,
                   r.peak_in_flight, mb(r.peak_rss), r.cpu_percent, r.failed, r.retries,
                   *refs, *refs_rss)
     for r in results:
@@ -202,8 +206,8 @@ def report(results: list[Result]) -> Table:
         f" worker CPU % of one core ({CPU_COUNT} CPUs; the highlighter, Valkey and this"
         " script share them). Reference RSS figures are at 1,000 in flight."
     )
-    at_1000 = next((r for r in results
-                    if r.max_jobs == 1_000 and r.delay == HIGHLIGHTER_DELAY), None)
+    at_1000 = next((r for r in results if r.max_jobs == 1_000 and r.processes == 1
+                    and r.delay == HIGHLIGHTER_DELAY), None)
     best = max((r for r in results if r.delay == HIGHLIGHTER_DELAY),
                key=lambda r: r.jobs_per_s, default=None)
     if at_1000 is not None and best is not None:
@@ -211,9 +215,9 @@ def report(results: list[Result]) -> Table:
             f"highlight jobs/s >= {TARGET_JOBS_PER_S:,}",
             at_1000.jobs_per_s >= TARGET_JOBS_PER_S,
             f"{at_1000.jobs_per_s:,.0f}/s at max_jobs=1000; best {best.jobs_per_s:,.0f}/s at"
-            f" max_jobs={best.max_jobs}",
+            f" max_jobs={best.max_jobs} with {best.processes} process(es)",
         ))
-    full = [r for r in results if r.peak_in_flight >= 1_000]
+    full = [r for r in results if r.peak_in_flight >= 1_000 and r.processes == 1]
     if full:
         peak = max(r.peak_rss for r in full)
         table.notes.append(target_line(
@@ -235,15 +239,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--snippets", type=int, help="snippets per run (default: per run)")
     args = parser.parse_args(argv)
     setup("highlight")
-    runs = [(jobs, args.snippets or count, delay) for jobs, count, delay in RUNS
+    runs = [(jobs, args.snippets or count, delay, procs) for jobs, count, delay, procs in RUNS
             if not args.max_jobs or jobs in args.max_jobs]
-    known = {jobs for jobs, _count, _delay in RUNS}
-    runs += [(jobs, args.snippets or 5_000, HIGHLIGHTER_DELAY) for jobs in args.max_jobs or []
-             if jobs not in known]
+    known = {jobs for jobs, _count, _delay, _procs in RUNS}
+    runs += [(jobs, args.snippets or 5_000, HIGHLIGHTER_DELAY, 1)
+             for jobs in args.max_jobs or [] if jobs not in known]
     results = []
-    for max_jobs, count, delay in runs:
-        with work_dir(f"highlight-{max_jobs}") as directory:
-            results.append(measure(max_jobs, count, delay, directory))
+    for max_jobs, count, delay, processes in runs:
+        with work_dir(f"highlight-{max_jobs}-{processes}") as directory:
+            results.append(measure(max_jobs, count, delay, processes, directory))
             logger.info("max_jobs=%d, delay %.1fs: %.0f jobs/s, peak RSS %.1f MB", max_jobs,
                         delay, results[-1].jobs_per_s, mb(results[-1].peak_rss))
     report(results).print()

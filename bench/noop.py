@@ -8,7 +8,7 @@ JSON serializer, ``poll_delay``, ``max_jobs``, ``keep_result``...) on uvloop. Th
 - ``+ INFO log``: arq's two INFO lines a job written to a file, as ``run_worker.py``
   configures logging;
 - ``our worker``: also wrapped by ``tasks.policy.job`` like every job of ours (a retry
-  policy with its timeout, and the dashboard's job counters in Redis).
+  policy with its timeout, and the dashboard's job counters).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from bench.common import Table, private_valkey, run, setup, work_dir
 from snippet_service.config import Config
 from snippet_service.queue import deserialize, redis_settings, serialize
 from snippet_service.retry import RetryPolicy
+from snippet_service.stats import JobCounter
 from tasks.policy import job
 from tasks.worker import worker_options
 
@@ -98,6 +99,7 @@ async def drain(config: Config, function: Function) -> tuple[float, float, int]:
 
     async def on_startup(ctx: dict[str, Any]) -> None:
         ctx["config"] = config
+        ctx["stats"] = JobCounter()  # flushed once a second by the real worker's runner
         started[:] = [time.perf_counter(), time.process_time()]
 
     options = {**worker_options(config), "functions": [function], "queue_name": QUEUE,

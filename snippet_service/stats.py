@@ -14,23 +14,46 @@ MINUTE_PREFIX = "snippets:stats:min:"
 RATE_WINDOW_SECONDS = 10
 
 
-async def count_job(
-    redis: Redis, failed: bool, publish: tuple[str, str] | None = None
-) -> None:
-    """One job run finished (a failed run counts as processed too, as in Sidekiq); in the
-    same round trip, publish the job's (channel, message) if it has one."""
-    now = int(time.time())
-    async with redis.pipeline(transaction=False) as pipe:
-        if publish is not None:
-            pipe.publish(*publish)
-        pipe.incr(PROCESSED)
-        if failed:
-            pipe.incr(FAILED)
-        pipe.incr(SECOND_PREFIX + str(now))
-        pipe.expire(SECOND_PREFIX + str(now), 120)
-        pipe.incr(MINUTE_PREFIX + str(now // 60))
-        pipe.expire(MINUTE_PREFIX + str(now // 60), 2 * 3600)
-        await pipe.execute()
+class JobCounter:
+    """A worker process's counts since its last flush to Redis (a per-process resource in
+    the worker's ctx, like its connection pools): counting costs no round trip per job."""
+
+    def __init__(self) -> None:
+        self._per_second: dict[int, int] = {}
+        self._failed = 0
+
+    def count(self, failed: bool) -> None:
+        """One job run finished (a failed run counts as processed too, as in Sidekiq)."""
+        second = int(time.time())
+        self._per_second[second] = self._per_second.get(second, 0) + 1
+        self._failed += failed
+
+    async def flush(self, redis: Redis) -> None:
+        """Add the counts to Redis in one round trip (kept for a retry if that fails)."""
+        if not self._per_second:
+            return
+        per_second, failed = self._per_second, self._failed
+        self._per_second, self._failed = {}, 0
+        per_minute: dict[int, int] = {}
+        for second, count in per_second.items():
+            per_minute[second // 60] = per_minute.get(second // 60, 0) + count
+        try:
+            async with redis.pipeline(transaction=False) as pipe:
+                pipe.incrby(PROCESSED, sum(per_second.values()))
+                if failed:
+                    pipe.incrby(FAILED, failed)
+                for second, count in per_second.items():
+                    pipe.incrby(SECOND_PREFIX + str(second), count)
+                    pipe.expire(SECOND_PREFIX + str(second), 120)
+                for minute, count in per_minute.items():
+                    pipe.incrby(MINUTE_PREFIX + str(minute), count)
+                    pipe.expire(MINUTE_PREFIX + str(minute), 2 * 3600)
+                await pipe.execute()
+        except BaseException:
+            for second, count in per_second.items():
+                self._per_second[second] = self._per_second.get(second, 0) + count
+            self._failed += failed
+            raise
 
 
 async def totals(redis: Redis) -> tuple[int, int]:

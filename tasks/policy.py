@@ -18,7 +18,7 @@ from typing import Any
 from arq import Retry
 from arq.worker import Function, func
 
-from snippet_service import deadset, stats
+from snippet_service import deadset
 from snippet_service.client import HighlighterError
 from snippet_service.retry import RetryPolicy, is_transient
 
@@ -27,7 +27,7 @@ logger = logging.getLogger("tasks.policy")
 JobFunction = Callable[..., Awaitable[Any]]
 DeadHook = Callable[..., Awaitable[None]]
 
-# A job may set ctx[PUBLISH] = (channel, message): sent with the job's counters on success.
+# A job may set ctx[PUBLISH] = (channel, message), published once it has succeeded.
 PUBLISH = "publish_on_success"
 
 # arq's own try limit only guards against a job that crashes its worker every time;
@@ -51,9 +51,11 @@ def job(
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            await stats.count_job(ctx["redis"], failed=True)
+            ctx["stats"].count(failed=True)
             return await _failed(ctx, name, policy, on_dead, args, exc)
-        await stats.count_job(ctx["redis"], failed=False, publish=ctx.get(PUBLISH))
+        ctx["stats"].count(failed=False)
+        if PUBLISH in ctx:
+            await ctx["redis"].publish(*ctx[PUBLISH])
         if int(ctx.get("job_try", 1)) > 1:
             await deadset.forget_job(ctx["redis"], ctx["job_id"])
         return result

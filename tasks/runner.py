@@ -20,7 +20,7 @@ from snippet_service import workers
 from snippet_service.config import Config
 from snippet_service.queue import open_pool
 from tasks.reconcile import reconcile
-from tasks.worker import open_resources, worker_options
+from tasks.worker import STATS_FLUSH_SECONDS, open_resources, worker_options
 
 logger = logging.getLogger("tasks.runner")
 
@@ -58,7 +58,9 @@ class Runner:
             side_tasks = [asyncio.create_task(self._every(workers.HEARTBEAT_SECONDS,
                                                           self._heartbeat)),
                           asyncio.create_task(self._every(self.config.reconcile_interval,
-                                                          self._reconcile))]
+                                                          self._reconcile)),
+                          asyncio.create_task(self._every(STATS_FLUSH_SECONDS,
+                                                          self.ctx["stats"].flush))]
             try:
                 await self._run_workers()
             finally:
@@ -137,10 +139,14 @@ class Runner:
         await reconcile(self.ctx["db"], pool, self.config)
 
     async def _unregister(self) -> None:
+        """Leave the registry, and write the last job counts."""
         with contextlib.suppress(*REDIS_ERRORS):
             pool = await open_pool(self.config)
-            await workers.unregister(pool, self.info.worker_id)
-            await pool.aclose(close_connection_pool=True)
+            try:
+                await workers.unregister(pool, self.info.worker_id)
+                await self.ctx["stats"].flush(pool)
+            finally:
+                await pool.aclose(close_connection_pool=True)
 
 
 async def check(config: Config) -> int:

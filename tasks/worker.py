@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -21,8 +22,11 @@ from snippet_service.queue import (
     serialize,
 )
 from snippet_service.retry import RetryPolicy
+from snippet_service.stats import JobCounter
 from tasks.highlight import expire_snippet, highlight_failed, highlight_snippet
 from tasks.policy import job
+
+STATS_FLUSH_SECONDS = 1.0
 
 
 def functions(config: Config) -> list[Function]:
@@ -43,6 +47,7 @@ async def open_resources(ctx: dict[str, Any], stack: AsyncExitStack) -> None:
     stack.push_async_callback(database.close)
     ctx["db"] = database
     ctx["http"] = await stack.enter_async_context(client_session(limit=config.worker_max_jobs))
+    ctx["stats"] = JobCounter()
 
 
 async def startup(ctx: dict[str, Any]) -> None:
@@ -50,6 +55,15 @@ async def startup(ctx: dict[str, Any]) -> None:
     ctx.setdefault("config", Config.from_env())
     stack = ctx["exit_stack"] = AsyncExitStack()
     await open_resources(ctx, stack)
+
+    async def flush_stats() -> None:
+        while True:
+            await asyncio.sleep(STATS_FLUSH_SECONDS)
+            await ctx["stats"].flush(ctx["redis"])
+
+    task = asyncio.create_task(flush_stats())
+    stack.push_async_callback(ctx["stats"].flush, ctx["redis"])
+    stack.callback(task.cancel)
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
