@@ -76,10 +76,11 @@ async def show(request: web.Request) -> web.Response:
     ident, pages = snippet_id(request), request.app[PAGES]
     body = pages.get("json", ident)
     if body is None:
+        evictions = pages.evictions
         snippet = await db.get_snippet(request.app[DB], ident)
         body = json.dumps(snippet_json(request, snippet)).encode()
         if snippet.status != db.PENDING:
-            pages.put("json", ident, body, expiry_epoch(snippet))
+            pages.put("json", ident, body, expiry_epoch(snippet), evictions)
     return web.Response(body=body, content_type="application/json")
 
 
@@ -87,9 +88,14 @@ async def rehighlight(request: web.Request) -> web.Response:
     """``POST /api/snippets/{id}/highlight`` with an optional ``{"language": …}``: highlight
     again as a new revision (a new job id, never blocked by the old job's kept result)."""
     ident = snippet_id(request)
-    data = await read_json(request) if request.can_read_body else {}
+    # No body at all is fine; a form's content type (what another site can send) is not.
+    bare = not request.can_read_body and request.content_type in (
+        "application/octet-stream", "application/json")
+    data = {} if bare else await read_json(request)
     language = data.get("language")
-    if language is not None and language not in request.app[LANGUAGES]:
+    if language is not None and (
+        not isinstance(language, str) or language not in request.app[LANGUAGES]
+    ):
         return invalid({"language": "This language is not supported."})
     snippet = await db.rehighlight(request.app[DB], ident, language)
     request.app[PAGES].evict(ident)

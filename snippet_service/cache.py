@@ -29,6 +29,7 @@ class PageCache:
     def __init__(self, max_entries: int = MAX_ENTRIES, max_bytes: int = MAX_BYTES) -> None:
         self._entries: OrderedDict[tuple[str, int], Entry] = OrderedDict()
         self._bytes = 0
+        self.evictions = 0  # read before a miss; put() refuses a body older than an eviction
         self.max_entries = max_entries
         self.max_bytes = max_bytes
 
@@ -43,9 +44,11 @@ class PageCache:
         self._entries.move_to_end((kind, snippet_id))
         return entry.body
 
-    def put(self, kind: str, snippet_id: int, body: bytes, expires_at: float | None) -> None:
-        """Keep a body of a finished snippet (one of KINDS)."""
-        if kind not in KINDS or len(body) > self.max_bytes // 16:
+    def put(self, kind: str, snippet_id: int, body: bytes, expires_at: float | None,
+            evictions: int) -> None:
+        """Keep a body of a finished snippet (one of KINDS), rendered from a read made when
+        ``evictions`` was current: if anything was evicted since, the body may be stale."""
+        if evictions != self.evictions or kind not in KINDS or len(body) > self.max_bytes // 16:
             return
         self._drop((kind, snippet_id))
         self._entries[(kind, snippet_id)] = Entry(body, expires_at)
@@ -55,10 +58,12 @@ class PageCache:
 
     def evict(self, snippet_id: int) -> None:
         """Forget every page of this snippet."""
+        self.evictions += 1
         for kind in KINDS:
             self._drop((kind, snippet_id))
 
     def clear(self) -> None:
+        self.evictions += 1
         self._entries.clear()
         self._bytes = 0
 

@@ -49,11 +49,25 @@ def _seconds(low: float, high: float) -> Callable[[str], float]:
     return parse
 
 
+def _int_between(low: int, high: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        value = int(raw)
+        if not low <= value <= high:
+            raise ValueError(f"must be from {low} to {high}")
+        return value
+
+    return parse
+
+
 def _url(schemes: tuple[str, ...]) -> Callable[[str], str]:
     def parse(raw: str) -> str:
         parts = urlsplit(raw)
-        if parts.scheme not in schemes or not parts.hostname:
-            raise ValueError(f"expected a {'/'.join(schemes)} URL with a host")
+        if parts.scheme not in schemes:
+            raise ValueError(f"expected a {'/'.join(schemes)} URL")
+        if parts.scheme == "unix" and not parts.path:
+            raise ValueError("a unix:// URL needs the socket's path")
+        if parts.scheme != "unix" and not parts.hostname:
+            raise ValueError("the URL has no host")
         return raw
 
     return parse
@@ -123,7 +137,7 @@ class Config:
             ),
             queue_name=_read(env, "QUEUE_NAME", str, cls.queue_name),
             highlight_retries=_read(
-                env, "HIGHLIGHT_RETRIES", _non_negative_int, cls.highlight_retries
+                env, "HIGHLIGHT_RETRIES", _int_between(0, 25), cls.highlight_retries
             ),
             job_timeout=_read(env, "JOB_TIMEOUT", _seconds(0.1, 3600), cls.job_timeout),
             retry_delay_scale=_read(

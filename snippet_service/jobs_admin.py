@@ -9,7 +9,7 @@ from arq.connections import ArqRedis
 from arq.constants import job_key_prefix
 
 from snippet_service import db, deadset
-from snippet_service.queue import HIGHLIGHT_JOB, enqueue_highlight, publish_done
+from snippet_service.queue import HIGHLIGHT_JOB, enqueue_highlight, publish_done, revision_of
 
 
 async def retry_dead(redis: ArqRedis, database: db.Database, job_id: str) -> bool:
@@ -36,12 +36,12 @@ async def delete_dead(redis: ArqRedis, job_id: str) -> bool:
     return await deadset.remove_dead(redis, job_id)
 
 
-async def retry_all_dead(redis: ArqRedis, database: db.Database, batch: int = 500) -> int:
-    """Retry every dead job, a batch at a time; return how many."""
+async def retry_all_dead(redis: ArqRedis, database: db.Database) -> int:
+    """Retry every job dead now (not those that die again meanwhile); return how many."""
+    job_ids = await redis.zrangebyscore(deadset.DEAD_SET, "-inf", time.time())
     count = 0
-    while jobs := await deadset.dead_jobs(redis, 0, batch):
-        for job in jobs:
-            count += await retry_dead(redis, database, job.job_id)
+    for job_id in job_ids:
+        count += await retry_dead(redis, database, job_id.decode())
     return count
 
 
@@ -60,14 +60,32 @@ async def run_now(redis: ArqRedis, queue: str, job_id: str) -> bool:
     return bool(changed)
 
 
-async def delete_job(redis: ArqRedis, queue: str, job_id: str) -> bool:
-    """Take a scheduled or retrying job out of the queue for good."""
+async def delete_job(redis: ArqRedis, database: db.Database, queue: str, job_id: str) -> bool:
+    """Take a scheduled or retrying job out of the queue for good (a highlight's snippet
+    becomes failed, so the reconciler does not bring the job back)."""
     async with redis.pipeline(transaction=True) as pipe:
         pipe.zrem(queue, job_id)
         pipe.delete(job_key_prefix + job_id)
         removed, _ = await pipe.execute()
     await deadset.forget_job(redis, job_id)
+    revision = revision_of(job_id)
+    if removed and revision is not None:
+        await fail_snippet(database, redis, int(job_id.split(":")[1]), revision,
+                           "the highlight job was deleted from the dashboard")
     return bool(removed)
+
+
+async def fail_snippet(
+    database: db.Database, redis: ArqRedis, snippet_id: int, revision: int | None, reason: str
+) -> None:
+    """Mark one revision (None: the current one) of a pending snippet failed, and say so."""
+    if revision is None:
+        try:
+            revision = (await db.get_snippet(database, snippet_id)).revision
+        except db.SnippetNotFound:
+            return
+    await db.mark_failed(database, snippet_id, revision, reason)
+    await publish_done(redis, snippet_id)
 
 
 async def kill_retrying(
@@ -77,14 +95,13 @@ async def kill_retrying(
     record = await deadset.get_retrying(redis, job_id)
     if record is None:
         return False
-    await delete_job(redis, queue, job_id)
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.zrem(queue, job_id)
+        pipe.delete(job_key_prefix + job_id)
+        await pipe.execute()
     record.failed_at, record.next_at = time.time(), None
     await deadset.record_dead(redis, record)
     if record.function == HIGHLIGHT_JOB and record.args:
-        try:
-            snippet = await db.get_snippet(database, int(record.args[0]))
-        except db.SnippetNotFound:
-            return True
-        await db.mark_failed(database, snippet.id, snippet.revision, record.error)
-        await publish_done(redis, snippet.id)
+        await fail_snippet(database, redis, int(record.args[0]), revision_of(job_id),
+                           record.error)
     return True

@@ -51,6 +51,13 @@ def _python(*args: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
     )
 
 
+def url_host(host: str) -> str:
+    """HOST as it goes in a URL: IPv6 addresses in brackets; any-address as loopback."""
+    if host in ("0.0.0.0", "::", ""):
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
+
+
 def stop_all(processes: list[tuple[str, subprocess.Popen[bytes]]]) -> None:
     """SIGTERM every process (newest first), wait, then SIGKILL what is left."""
     for _name, process in reversed(processes):
@@ -86,12 +93,12 @@ def main() -> int:
             logger.info("private Valkey on %s (data in %s)", env["REDIS_URL"], data_dir)
         if not config.highlighter_url_set:
             processes.append(("highlighter", _python("-m", "snippet_service.highlighter", env=env)))
-            wait_for_port(config.highlighter_port, 30.0, processes[-1][1])
-            env["HIGHLIGHTER_URL"] = f"http://127.0.0.1:{config.highlighter_port}/"
+            wait_for_port(config.highlighter_port, 30.0, processes[-1][1], config.host)
+            env["HIGHLIGHTER_URL"] = f"http://{url_host(config.host)}:{config.highlighter_port}/"
         processes.append(("worker", _python("run_worker.py", env=env)))
         processes.append(("web", _python("run_web.py", env=env)))
-        wait_for_port(config.port, 30.0, processes[-1][1])
-        url = f"http://{config.host}:{config.port}/"
+        wait_for_port(config.port, 30.0, processes[-1][1], config.host)
+        url = f"http://{url_host(config.host)}:{config.port}/"
         print(f"snippet-service is running at {url} (Ctrl-C stops it)", flush=True)
         parent = os.getppid()
         while True:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
@@ -17,6 +17,9 @@ from snippet_service.config import Config
 
 logger = logging.getLogger("snippet_service.queue")
 
+# arq drops a job's payload this long after it was enqueued; 25 retries on Sidekiq's
+# schedule (HIGHLIGHT_RETRIES' maximum) take about 21 days.
+JOB_EXPIRES = timedelta(days=30)
 HIGHLIGHT_JOB = "highlight_snippet"
 EXPIRE_JOB = "expire_snippet"
 RECONCILE_JOB = "reconcile"
@@ -67,6 +70,15 @@ def highlight_job_id(snippet_id: int, revision: int) -> str:
     return f"highlight:{snippet_id}:{revision}"
 
 
+def revision_of(job_id: str) -> int | None:
+    """The snippet revision a highlight job id names (None for other job ids)."""
+    parts = job_id.split(":")
+    if (len(parts) >= 3 and parts[0] == "highlight"
+            and all(part.isascii() and part.isdigit() for part in parts[1:3])):
+        return int(parts[2])
+    return None
+
+
 def expire_job_id(snippet_id: int) -> str:
     return f"expire:{snippet_id}"
 
@@ -80,6 +92,7 @@ async def enqueue_highlight(
         snippet_id,
         _job_id=highlight_job_id(snippet_id, revision),
         _defer_until=run_at,
+        _expires=JOB_EXPIRES,
     )
 
 

@@ -9,6 +9,7 @@ from snippet_service.client import HighlighterError
 
 DEFAULT_RETRIES = 25
 MAX_RETRY_AFTER_SECONDS = 3600.0
+MIN_RETRY_AFTER_SECONDS = 1.0  # "Retry-After: 0" must not burn every retry at once
 
 
 class PermanentError(Exception):
@@ -46,5 +47,5 @@ class RetryPolicy:
     def delay(self, count: int, scale: float, retry_after: float | None = None) -> float:
         """When to try again after the ``count``-th retry (0-based), honouring Retry-After."""
         if retry_after is not None:
-            return min(retry_after, MAX_RETRY_AFTER_SECONDS)
+            return min(max(retry_after, MIN_RETRY_AFTER_SECONDS), MAX_RETRY_AFTER_SECONDS)
         return sidekiq_delay(count, scale)

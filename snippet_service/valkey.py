@@ -31,15 +31,18 @@ def server_binary() -> str:
 
 
 def wait_for_port(
-    port: int, timeout: float, process: subprocess.Popen[bytes] | None = None
+    port: int,
+    timeout: float,
+    process: subprocess.Popen[bytes] | None = None,
+    host: str = "127.0.0.1",
 ) -> None:
-    """Block until something accepts connections on the port."""
+    """Block until something accepts connections on host:port."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
             raise ValkeyStartError(f"process exited with code {process.returncode}")
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            with socket.create_connection((host, port), timeout=0.2):
                 return
         except OSError:
             time.sleep(0.02)

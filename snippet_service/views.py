@@ -114,13 +114,14 @@ async def show(request: web.Request) -> web.Response:
     ident, pages = snippet_id(request), request.app[PAGES]
     body = pages.get("page", ident)
     if body is None:
+        evictions = pages.evictions
         snippet = await db.get_snippet(request.app[DB], ident)
         text = aiohttp_jinja2.render_string(
             "snippet.html", request, {"request": request, "snippet": snippet}
         )
         body = text.encode()
         if snippet.status != db.PENDING:
-            pages.put("page", ident, body, expiry_epoch(snippet))
+            pages.put("page", ident, body, expiry_epoch(snippet), evictions)
     return web.Response(body=body, content_type="text/html", charset="utf-8")
 
 

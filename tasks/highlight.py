@@ -7,7 +7,8 @@ from typing import Any
 
 from snippet_service import db
 from snippet_service.client import highlight
-from snippet_service.queue import DONE_CHANNEL, publish_done
+from snippet_service.jobs_admin import fail_snippet
+from snippet_service.queue import DONE_CHANNEL, publish_done, revision_of
 from snippet_service.sanitize import clean_html
 from tasks.policy import PUBLISH
 
@@ -24,6 +25,9 @@ async def highlight_snippet(ctx: dict[str, Any], snippet_id: int) -> str:
         snippet = await db.get_snippet(database, snippet_id)
     except db.SnippetNotFound:
         return "missing"
+    wanted = revision_of(ctx.get("job_id", ""))
+    if wanted is not None and wanted != snippet.revision:
+        return f"superseded by revision {snippet.revision}"
     if snippet.status != db.PENDING:
         return f"already {snippet.status}"
     ctx["snippet_revision"] = snippet.revision  # this job's own ctx, for on_dead
@@ -39,18 +43,12 @@ async def highlight_failed(
     ctx: dict[str, Any], exc: Exception, message: str, snippet_id: int
 ) -> None:
     """The job is dead: the snippet shows `failed` with the reason."""
-    database: db.Database = ctx["db"]
-    revision = ctx.get("snippet_revision")
-    if revision is None:
-        try:
-            revision = (await db.get_snippet(database, snippet_id)).revision
-        except db.SnippetNotFound:
-            return
-    await db.mark_failed(database, snippet_id, revision, message)
-    await publish_done(ctx["redis"], snippet_id)
+    revision = ctx.get("snippet_revision") or revision_of(ctx.get("job_id", ""))
+    await fail_snippet(ctx["db"], ctx["redis"], snippet_id, revision, message)
 
 
 async def expire_snippet(ctx: dict[str, Any], snippet_id: int) -> str:
     """The deferred delete of an expiring snippet (reads hide it once expired anyway)."""
     deleted = await db.delete_snippet(ctx["db"], snippet_id)
+    await publish_done(ctx["redis"], snippet_id)  # web processes drop their cached copy
     return "deleted" if deleted else "already gone"

@@ -17,6 +17,7 @@ from typing import Any
 
 from arq import Retry
 from arq.worker import Function, func
+from redis.exceptions import RedisError
 
 from snippet_service import deadset
 from snippet_service.client import HighlighterError
@@ -55,7 +56,10 @@ def job(
             return await _failed(ctx, name, policy, on_dead, args, exc)
         ctx["stats"].count(failed=False)
         if PUBLISH in ctx:
-            await ctx["redis"].publish(*ctx[PUBLISH])
+            try:
+                await ctx["redis"].publish(*ctx[PUBLISH])
+            except (RedisError, OSError) as exc:  # pages re-read the database anyway
+                logger.warning("%s: could not publish %r: %r", ctx["job_id"], ctx[PUBLISH], exc)
         if int(ctx.get("job_try", 1)) > 1:
             await deadset.forget_job(ctx["redis"], ctx["job_id"])
         return result

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from datetime import UTC, datetime
 
 from arq.connections import ArqRedis
 
-from snippet_service import db
+from snippet_service import db, deadset
 from snippet_service.config import Config
 from snippet_service.queue import clear_result, enqueue_highlight, highlight_job_id, job_is_live
 
@@ -42,4 +43,14 @@ async def reconcile(database: db.Database, redis: ArqRedis, config: Config) -> i
     await db.mark_queued(database, checked)
     if requeued:
         logger.warning("re-enqueued %d pending snippets that had no job", requeued)
+    await forget_lost_retries(redis)
     return requeued
+
+
+async def forget_lost_retries(redis: ArqRedis, grace: float = 300.0) -> None:
+    """Drop retry records whose job is long overdue and no longer in Redis."""
+    overdue = await redis.zrangebyscore(deadset.RETRY_SET, "-inf", time.time() - grace,
+                                        start=0, num=500)
+    for job_id in overdue:
+        if not await job_is_live(redis, job_id.decode()):
+            await deadset.forget_job(redis, job_id.decode())

@@ -99,8 +99,10 @@ class Runner:
         for task in worker.tasks.values():
             task.cancel()
         await asyncio.gather(*worker.tasks.values(), return_exceptions=True)
-        with contextlib.suppress(*REDIS_ERRORS):
-            await asyncio.wait_for(worker.pool.aclose(close_connection_pool=True), 2)
+        pool = worker._pool  # None when the worker never got a connection
+        if pool is not None:
+            with contextlib.suppress(*REDIS_ERRORS):
+                await asyncio.wait_for(pool.aclose(close_connection_pool=True), 2)
 
     def _pool(self) -> ArqRedis | None:
         worker = self.worker
@@ -117,6 +119,8 @@ class Runner:
                 await action(pool)
             except REDIS_ERRORS as exc:
                 logger.debug("%s skipped: %r", action.__name__, exc)
+            except Exception:  # a bad pass must not end the loop for good
+                logger.exception("%s failed; trying again in %.0fs", action.__name__, seconds)
             await asyncio.sleep(seconds)
 
     async def _job_started(self, ctx: dict[str, Any]) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 from arq.worker import Function
 
 from snippet_service.client import client_session
-from snippet_service.config import Config
+from snippet_service.config import Config, ConfigError
 from snippet_service.db import Database
 from snippet_service.queue import (
     EXPIRE_JOB,
@@ -52,7 +52,7 @@ async def open_resources(ctx: dict[str, Any], stack: AsyncExitStack) -> None:
 
 async def startup(ctx: dict[str, Any]) -> None:
     """For ``arq tasks.worker.WorkerSettings``: open the resources."""
-    ctx.setdefault("config", Config.from_env())
+    ctx.setdefault("config", Config.from_env())  # raises, naming a bad variable
     stack = ctx["exit_stack"] = AsyncExitStack()
     await open_resources(ctx, stack)
 
@@ -88,18 +88,31 @@ def worker_options(config: Config) -> dict[str, Any]:
     }
 
 
-_DEFAULTS = Config()
+def _env_config() -> Config:
+    """The environment's configuration; with a bad value, the defaults here and startup()
+    then stops the worker with the error."""
+    try:
+        return Config.from_env()
+    except ConfigError:
+        return Config()
+
+
+_ENV = _env_config()
 
 
 class WorkerSettings:
-    """For ``arq tasks.worker.WorkerSettings`` (no outage handling; prefer run_worker.py)."""
+    """For ``arq tasks.worker.WorkerSettings``, read from the environment like
+    run_worker.py, but without its outage handling, heartbeat and reconciler: prefer
+    ``python run_worker.py``."""
 
-    functions = functions(_DEFAULTS)
+    functions = functions(_ENV)
+    redis_settings = redis_settings(_ENV)
     on_startup = startup
     on_shutdown = shutdown
     job_serializer = serialize
     job_deserializer = deserialize
-    queue_name = _DEFAULTS.queue_name
-    max_jobs = _DEFAULTS.worker_max_jobs
+    queue_name = _ENV.queue_name
+    max_jobs = _ENV.worker_max_jobs
     keep_result = 600
     poll_delay = 0.02
+    health_check_interval = 10

@@ -31,7 +31,12 @@ def test_values_are_read_and_cast() -> None:
     assert config.redis_url == "redis://r/2" and config.redis_url_set
 
 
+def test_unix_socket_redis_url() -> None:
+    assert Config.from_env({"REDIS_URL": "unix:///run/valkey.sock"}).redis_url_set
+
+
 @pytest.mark.parametrize(("name", "value"), [
+    ("HIGHLIGHT_RETRIES", "26"), ("REDIS_URL", "unix://"),
     ("PORT", "http"), ("PORT", "70000"), ("HIGHLIGHTER_PORT", "-1"), ("WORKER_MAX_JOBS", "0"),
     ("DB_POOL_SIZE", "five"), ("REDIS_URL", "localhost:6379"), ("HIGHLIGHTER_URL", "ftp://x/"),
 ])

@@ -243,3 +243,14 @@ async def test_password_and_loopback_rules(valkey: str, tmp_path: Path,
             assert response.status == 200  # the rest of the site is open
     finally:
         stack.stop()
+
+
+async def test_proxied_requests_are_not_taken_for_local_ones(
+        dash_stack: Stack, http: aiohttp.ClientSession) -> None:
+    async with http.get(f"{dash_stack.url}/jobs") as response:
+        assert response.status == 200
+    for header in ("X-Forwarded-For", "Forwarded", "X-Real-IP"):
+        async with http.get(f"{dash_stack.url}/jobs",
+                            headers={header: "203.0.113.9"}) as response:
+            assert response.status == 403, header
+            assert "DASHBOARD_PASSWORD" in await response.text()

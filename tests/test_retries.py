@@ -17,6 +17,7 @@ from snippet_service.config import Config
 from snippet_service.db import Database
 from snippet_service.jobs_admin import delete_all_dead, retry_dead
 from snippet_service.queue import open_pool
+from snippet_service.retry import RetryPolicy
 from tests.conftest import fresh_redis_url
 from tests.helpers import create_via_api, wait_for_snippet
 from tests.servers import Stack
@@ -179,3 +180,12 @@ async def test_dead_set_is_capped(valkey: str) -> None:
         assert await deadset.trim_dead(pool, max_age=-3600) == 10  # all "older" than that
     finally:
         await pool.aclose()
+
+
+def test_retry_after_is_honoured_within_bounds() -> None:
+    policy = RetryPolicy(retry=3)
+    assert policy.delay(0, 1.0, retry_after=0) == 1.0  # never an immediate retry storm
+    assert policy.delay(0, 1.0, retry_after=7) == 7.0
+    assert policy.delay(0, 1.0, retry_after=10**9) == 3600.0
+    assert 15 <= policy.delay(2, 1.0) <= 2**4 + 15 + 30
+    assert RetryPolicy(retry=False).retries == 0 and RetryPolicy(retry=True).retries == 25

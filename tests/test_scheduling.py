@@ -10,7 +10,10 @@ import aiohttp
 import pytest
 import redis
 
-from snippet_service.db import parse_timestamp
+from snippet_service.config import Config
+from snippet_service.db import Database, parse_timestamp
+from snippet_service.jobs_admin import delete_job
+from snippet_service.queue import open_pool
 from tests.helpers import create_via_api, wait_for_snippet
 from tests.servers import Stack
 
@@ -113,3 +116,33 @@ async def test_rehighlight_in_another_language_uses_a_new_job(
         assert response.status == 400
     async with http.post(f"{stack.url}/api/snippets/999999/highlight") as response:
         assert response.status == 404
+
+
+async def test_rehighlight_refuses_bad_bodies(stack: Stack, http: aiohttp.ClientSession) -> None:
+    created = await create_via_api(http, stack.url, "python", "z = 0")
+    url = f"{stack.url}/api/snippets/{created['id']}/highlight"
+    async with http.post(url, json={"language": []}) as response:
+        assert response.status == 400
+    async with http.post(url, data=b"",
+                         headers={"Content-Type": "application/x-www-form-urlencoded"}) as response:
+        assert response.status == 415  # what a cross-site form would send
+
+
+async def test_deleting_a_deferred_highlight_fails_its_snippet(
+        stack: Stack, http: aiohttp.ClientSession) -> None:
+    async with http.post(f"{stack.url}/api/snippets", json={
+            "language": "python", "code": "never = 1", "highlight_in": 3600}) as response:
+        created = await response.json()
+    config = Config.from_env({"REDIS_URL": stack.redis_url, "SNIPPETS_DB": str(stack.db_path)})
+    pool = await open_pool(config)
+    database = Database(config.db_path, 1)
+    await database.open()
+    try:
+        job_id = f"highlight:{created['id']}:1"
+        assert await delete_job(pool, database, config.queue_name, job_id)
+    finally:
+        await database.close()
+        await pool.aclose()
+    body = await wait_for_snippet(http, stack.url, created["id"], 0)
+    assert body["status"] == "failed"  # so the reconciler leaves it alone
+    assert body["error"] == "the highlight job was deleted from the dashboard"

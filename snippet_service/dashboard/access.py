@@ -13,6 +13,9 @@ from aiohttp import web
 from snippet_service.typedefs import CONFIG
 
 PREFIX = "/jobs"
+# A reverse proxy on this host makes every client look local: such requests need the
+# password.
+PROXY_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Real-IP")
 REALM = 'Basic realm="snippet-service jobs", charset="UTF-8"'
 
 
@@ -40,7 +43,8 @@ async def check_dashboard_access(request: web.Request) -> None:
     if request.path == PREFIX or request.path.startswith(PREFIX + "/"):
         password = request.app[CONFIG].dashboard_password
         if not password:
-            if not _is_loopback(request.remote):
+            proxied = any(name in request.headers for name in PROXY_HEADERS)
+            if proxied or not _is_loopback(request.remote):
                 raise web.HTTPForbidden(
                     text="The jobs dashboard answers only local requests; set "
                     "DASHBOARD_PASSWORD to open it to others."

@@ -8,7 +8,7 @@ from typing import Any
 import aiohttp_jinja2
 from aiohttp import web
 
-from snippet_service import jobs_admin, stats, workers
+from snippet_service import deadset, jobs_admin, stats, workers
 from snippet_service.dashboard import data
 from snippet_service.typedefs import CONFIG, DB, REDIS
 
@@ -37,8 +37,8 @@ async def dashboard(request: web.Request) -> dict[str, Any]:
         "peak": max([count for _, count in hour] + [1]),
         "queue_stats": await data.queue_stats(redis, request.app[CONFIG].queue_name),
         "server": await data.server_info(redis),
-        "retrying": await redis.zcard("snippets:retrying"),
-        "dead": await redis.zcard("snippets:dead"),
+        "retrying": await redis.zcard(deadset.RETRY_SET),
+        "dead": await redis.zcard(deadset.DEAD_SET),
     }
 
 
@@ -118,7 +118,7 @@ async def action(request: web.Request) -> web.StreamResponse:
             case ("scheduled" | "retries"), "run_now":
                 await jobs_admin.run_now(redis, queue, job_id)
             case ("scheduled" | "retries"), "delete":
-                await jobs_admin.delete_job(redis, queue, job_id)
+                await jobs_admin.delete_job(redis, database, queue, job_id)
             case "retries", "kill":
                 await jobs_admin.kill_retrying(redis, database, queue, job_id)
             case _:
