@@ -18,6 +18,8 @@ from snippet_service.views import expiry_epoch, snippet_id, store_and_enqueue
 
 logger = logging.getLogger("snippet_service.api")
 
+JSON_HEADERS = {"Content-Type": "application/json; charset=utf-8"}
+
 
 def snippet_json(request: web.Request, snippet: db.Snippet) -> dict[str, Any]:
     """A snippet as the API shows it, with its URLs."""
@@ -81,7 +83,7 @@ async def show(request: web.Request) -> web.Response:
         body = json.dumps(snippet_json(request, snippet)).encode()
         if snippet.status != db.PENDING:
             pages.put("json", ident, body, expiry_epoch(snippet), evictions)
-    return web.Response(body=body, content_type="application/json")
+    return web.Response(body=body, headers=JSON_HEADERS)
 
 
 async def rehighlight(request: web.Request) -> web.Response:

@@ -22,6 +22,7 @@ from snippet_service.typedefs import CONFIG, DB, DONE, LANGUAGES, PAGES, REDIS
 logger = logging.getLogger("snippet_service.views")
 
 MAX_ID = 2**63 - 1
+HTML_HEADERS = {"Content-Type": "text/html; charset=utf-8"}
 EVENTS_MAX_SECONDS = 600.0
 EVENTS_RECHECK_SECONDS = 2.0
 
@@ -122,7 +123,7 @@ async def show(request: web.Request) -> web.Response:
         body = text.encode()
         if snippet.status != db.PENDING:
             pages.put("page", ident, body, expiry_epoch(snippet), evictions)
-    return web.Response(body=body, content_type="text/html", charset="utf-8")
+    return web.Response(body=body, headers=HTML_HEADERS)
 
 
 async def raw(request: web.Request) -> web.Response:
