@@ -14,7 +14,7 @@ from snippet_service.forms import validate_snippet
 from snippet_service.options import parse_expiry, parse_highlight_in
 from snippet_service.queue import enqueue_highlight, publish_done
 from snippet_service.typedefs import CONFIG, DB, LANGUAGES, PAGES, REDIS
-from snippet_service.views import expiry_epoch, snippet_id, store_and_enqueue
+from snippet_service.views import cached_body, snippet_id, store_and_enqueue
 
 logger = logging.getLogger("snippet_service.api")
 
@@ -74,16 +74,12 @@ async def create(request: web.Request) -> web.Response:
 
 
 async def show(request: web.Request) -> web.Response:
-    """A snippet as JSON; a finished snippet's is served from the page cache."""
-    ident, pages = snippet_id(request), request.app[PAGES]
-    body = pages.get("json", ident)
-    if body is None:
-        evictions = pages.evictions
-        snippet = await db.get_snippet(request.app[DB], ident)
-        body = json.dumps(snippet_json(request, snippet)).encode()
-        if snippet.status != db.PENDING:
-            pages.put("json", ident, body, expiry_epoch(snippet), evictions)
-    return web.Response(body=body, headers=JSON_HEADERS)
+    """A snippet as JSON."""
+
+    def render(snippet: db.Snippet) -> bytes:
+        return json.dumps(snippet_json(request, snippet)).encode()
+
+    return web.Response(body=await cached_body(request, "json", render), headers=JSON_HEADERS)
 
 
 async def rehighlight(request: web.Request) -> web.Response:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -110,20 +111,30 @@ def expiry_epoch(snippet: db.Snippet) -> float | None:
     return db.parse_timestamp(snippet.expires_at).timestamp() if snippet.expires_at else None
 
 
-async def show(request: web.Request) -> web.Response:
-    """The snippet page; a finished snippet's page is served from the page cache."""
+async def cached_body(
+    request: web.Request, kind: str, render: Callable[[db.Snippet], bytes]
+) -> bytes:
+    """The rendered body of the snippet in the URL; a finished snippet's comes from the
+    page cache (only if nothing was evicted while it was read and rendered)."""
     ident, pages = snippet_id(request), request.app[PAGES]
-    body = pages.get("page", ident)
+    body = pages.get(kind, ident)
     if body is None:
         evictions = pages.evictions
         snippet = await db.get_snippet(request.app[DB], ident)
-        text = aiohttp_jinja2.render_string(
-            "snippet.html", request, {"request": request, "snippet": snippet}
-        )
-        body = text.encode()
+        body = render(snippet)
         if snippet.status != db.PENDING:
-            pages.put("page", ident, body, expiry_epoch(snippet), evictions)
-    return web.Response(body=body, headers=HTML_HEADERS)
+            pages.put(kind, ident, body, expiry_epoch(snippet), evictions)
+    return body
+
+
+async def show(request: web.Request) -> web.Response:
+    """The snippet page."""
+
+    def render(snippet: db.Snippet) -> bytes:
+        context = {"request": request, "snippet": snippet}
+        return aiohttp_jinja2.render_string("snippet.html", request, context).encode()
+
+    return web.Response(body=await cached_body(request, "page", render), headers=HTML_HEADERS)
 
 
 async def raw(request: web.Request) -> web.Response:
