@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import shutil
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -10,9 +11,15 @@ from pathlib import Path
 import aiohttp
 import pytest
 import redis
+from playwright.async_api import Browser, async_playwright
 
 from snippet_service.valkey import free_port, start_valkey, wait_for_port
 from tests.servers import Process, Stack, base_env, python
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync"]
 
 _databases = itertools.count(1)
 
@@ -44,14 +51,20 @@ def stack(valkey: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sta
     running.stop()
 
 
-@pytest.fixture(scope="module")
-def fake_highlighter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def run_upstream(module: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Run ``python -m tests.MODULE PORT`` (a stand-in highlighter); yield its URL."""
     port = free_port()
-    process = python("fake-highlighter", ["-m", "tests.fake_highlighter", str(port)],
-                     base_env(), tmp_path_factory.mktemp("fake"))
+    process = python(module, ["-m", f"tests.{module}", str(port)], base_env(),
+                     tmp_path_factory.mktemp(module))
     wait_for_port(port, 20, process.popen)
     yield f"http://127.0.0.1:{port}/"
     process.stop()
+
+
+@pytest.fixture(scope="module")
+def fake_highlighter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """tests/fake_highlighter.py: refuses one language, answers hostile HTML on request."""
+    yield from run_upstream("fake_highlighter", tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
@@ -84,15 +97,22 @@ def queued_jobs(redis_url: str) -> int:
         client.close()
 
 
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    """Debian's chromium under Playwright (skipped where it is not installed)."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is not installed")
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                                    args=CHROMIUM_ARGS)
+        yield launched
+        await launched.close()
+
+
 __all__ = ["Process", "Stack", "row_count", "queued_jobs"]
 
 
 @pytest.fixture(scope="module")
 def flaky_highlighter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """tests/flaky_highlighter.py: an upstream that fails on purpose and logs request times."""
-    port = free_port()
-    process = python("flaky-highlighter", ["-m", "tests.flaky_highlighter", str(port)],
-                     base_env(), tmp_path_factory.mktemp("flaky"))
-    wait_for_port(port, 20, process.popen)
-    yield f"http://127.0.0.1:{port}/"
-    process.stop()
+    yield from run_upstream("flaky_highlighter", tmp_path_factory)

@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import os
-import shutil
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, async_playwright, expect
+from playwright.async_api import Browser, expect
 
+from tests.conftest import CHROMIUM
 from tests.servers import ROOT, Stack
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync"]
 SCREENSHOTS = ROOT / "var" / "screenshots"
 
 if not Path(CHROMIUM).exists():
@@ -23,15 +18,6 @@ if not Path(CHROMIUM).exists():
         raise RuntimeError("Debian's chromium is required for the browser tests in CI")
     pytest.skip("Debian's chromium is not installed (apt-get install chromium)",
                 allow_module_level=True)
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                                    args=CHROMIUM_ARGS)
-        yield launched
-        await launched.close()
 
 
 async def test_submit_and_see_the_highlight_appear_live(stack: Stack, browser: Browser) -> None:

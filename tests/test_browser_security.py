@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 from aiohttp import web
-from playwright.async_api import Browser, async_playwright, expect
+from playwright.async_api import Browser, expect
 
 from snippet_service.csrf import CROSS_SITE
 from snippet_service.valkey import free_port
@@ -16,16 +16,6 @@ from tests.conftest import row_count
 from tests.fake_highlighter import HOSTILE
 from tests.helpers import create_via_api, wait_for_snippet
 from tests.servers import Stack
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                                    args=CHROMIUM_ARGS)
-        yield launched
-        await launched.close()
 
 
 @pytest.fixture

@@ -8,13 +8,13 @@ import base64
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 import redis
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, expect
 
 from snippet_service import deadset
 from snippet_service.config import Config
@@ -23,7 +23,6 @@ from snippet_service.queue import open_pool
 from tests.conftest import fresh_redis_url
 from tests.helpers import create_via_api, wait_for_snippet
 from tests.servers import ROOT, Stack
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS
 
 SCREENSHOTS = ROOT / "var" / "screenshots"
 
@@ -39,15 +38,8 @@ def dash_stack(valkey: str, flaky_highlighter: str,
 
 
 @pytest.fixture
-async def page() -> AsyncIterator[Page]:
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian's chromium is not installed")
-    async with async_playwright() as playwright:
-        browser: Browser = await playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        opened = await browser.new_page(viewport={"width": 1280, "height": 900})
-        yield opened
-        await browser.close()
+async def page(browser: Browser) -> Page:
+    return await browser.new_page(viewport={"width": 1280, "height": 900})
 
 
 async def shot(page: Page, name: str) -> None:
