@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from urllib.parse import urlencode
 
 import aiohttp
 
 MAX_RESPONSE_BYTES = 4 * 1024 * 1024
 MAX_REASON_CHARS = 500
+FORM_HEADERS = {"Content-Type": "application/x-www-form-urlencoded"}
 
 
 class HighlighterError(Exception):
@@ -44,8 +46,9 @@ def _retry_after(value: str | None) -> float | None:
 async def _read_capped(response: aiohttp.ClientResponse, cap: int) -> bytes | None:
     """The body, or None once it grows past cap bytes: whatever Content-Length says, no
     more than cap bytes (plus one chunk) are read, and the connection is then dropped."""
-    if (response.content_length or 0) > cap:
-        return None
+    length = response.content_length
+    if length is not None:
+        return await response.read() if length <= cap else None
     body = bytearray()
     async for chunk in response.content.iter_chunked(64 * 1024):
         if len(body) + len(chunk) > cap:
@@ -77,9 +80,10 @@ async def client_session(
 
 async def highlight(session: aiohttp.ClientSession, url: str, lang: str, code: str) -> str:
     """POST lang and code as a form; return the HTML or raise a HighlighterError."""
+    form = urlencode({"lang": lang, "code": code}).encode()  # encoded once, sent as is
     try:
         async with session.post(
-            url, data={"lang": lang, "code": code}, allow_redirects=False
+            url, data=form, headers=FORM_HEADERS, allow_redirects=False
         ) as response:
             body = await _read_capped(response, MAX_RESPONSE_BYTES)
             status = response.status

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -134,6 +134,13 @@ class Database:
         async with self._write_lock, self.connection() as conn:
             return await asyncio.shield(conn.execute(sql, parameters))
 
+    async def write_returning(
+        self, sql: str, parameters: tuple[Any, ...] = ()
+    ) -> list[aiosqlite.Row]:
+        """One write statement with a RETURNING clause, like :meth:`write`; its rows."""
+        async with self._write_lock, self.connection() as conn:
+            return list(await asyncio.shield(conn.execute_fetchall(sql, parameters)))
+
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
         """A write transaction (BEGIN IMMEDIATE), committed on success, rolled back otherwise."""
@@ -182,6 +189,86 @@ async def create_snippet(
     assert snippet_id is not None
     return Snippet(snippet_id, language, plain_code, None, PENDING, None, 1, now, now,
                    highlight_at, expires_at, now)
+
+
+@dataclass(frozen=True)
+class Draft:
+    """A snippet to create: see :func:`create_snippet`."""
+
+    language: str
+    plain_code: str
+    highlight_in: float = 0.0
+    expires_in: float | None = None
+
+
+# One multi-row statement stays well below SQLite's 32,766 bound parameters.
+MAX_BATCH_ROWS = 500
+_INSERT_COLUMNS = ("language", "plain_code", "status", "created_at", "updated_at",
+                   "highlight_at", "expires_at", "queued_at")
+
+
+async def create_snippets(db: Database, drafts: Sequence[Draft]) -> list[Snippet]:
+    """Store many pending snippets in one statement (one transaction); in the drafts' order."""
+    created: list[Snippet] = []
+    for first in range(0, len(drafts), MAX_BATCH_ROWS):
+        chunk = drafts[first:first + MAX_BATCH_ROWS]
+        now = utcnow()
+        rows = [(d.language, d.plain_code, PENDING, now, now,
+                 utcnow(d.highlight_in) if d.highlight_in > 0 else None,
+                 utcnow(d.expires_in) if d.expires_in else None, now) for d in chunk]
+        placeholders = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * len(rows))
+        returned = await db.write_returning(
+            f"INSERT INTO snippets ({', '.join(_INSERT_COLUMNS)}) VALUES {placeholders}"
+            " RETURNING id",
+            tuple(value for row in rows for value in row),
+        )
+        # AUTOINCREMENT gives the rows of one statement rising ids in VALUES order.
+        ids = sorted(row[0] for row in returned)
+        if len(ids) != len(rows):
+            raise RuntimeError(f"inserted {len(ids)} of {len(rows)} snippets")
+        created.extend(Snippet(snippet_id, *row[:2], None, PENDING, None, 1, now, now, *row[5:])
+                       for snippet_id, row in zip(ids, rows, strict=True))
+    return created
+
+
+async def get_snippets(db: Database, snippet_ids: Sequence[int]) -> dict[int, Snippet]:
+    """The unexpired snippets among these ids, in one query (missing ids are left out)."""
+    found: dict[int, Snippet] = {}
+    unique = list(dict.fromkeys(snippet_ids))
+    for first in range(0, len(unique), MAX_BATCH_ROWS):
+        chunk = unique[first:first + MAX_BATCH_ROWS]
+        async with db.connection() as conn:
+            rows = await conn.execute_fetchall(
+                f"SELECT * FROM snippets WHERE id IN ({', '.join('?' * len(chunk))})"
+                " AND (expires_at IS NULL OR expires_at > ?)",
+                (*chunk, utcnow()),
+            )
+        for row in rows:
+            snippet = Snippet.from_row(row)
+            found[snippet.id] = snippet
+    return found
+
+
+async def mark_many_highlighted(
+    db: Database, results: Sequence[tuple[int, int, str]]
+) -> set[tuple[int, int]]:
+    """Store many (snippet id, revision, html) results in one statement per chunk (group
+    commit). As with :func:`mark_highlighted`, a row is written only while that revision is
+    still pending; returns the (id, revision) pairs that were written."""
+    written: set[tuple[int, int]] = set()
+    for first in range(0, len(results), MAX_BATCH_ROWS):
+        chunk = results[first:first + MAX_BATCH_ROWS]
+        values = ", ".join(["(?, ?, ?)"] * len(chunk))
+        rows = await db.write_returning(
+            f"WITH done(id, revision, html) AS (VALUES {values})"
+            " UPDATE snippets SET highlighted_code = done.html, status = ?, error = NULL,"
+            " updated_at = ? FROM done WHERE snippets.id = done.id"
+            " AND snippets.revision = done.revision AND snippets.status = ?"
+            " RETURNING snippets.id, snippets.revision",
+            (*(value for result in chunk for value in result), HIGHLIGHTED, utcnow(), PENDING),
+        )
+        written.update((int(row[0]), int(row[1])) for row in rows)
+    return written
 
 
 async def get_snippet(db: Database, snippet_id: int) -> Snippet:

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 DEAD_SET = "snippets:dead"
 DEAD_DATA = "snippets:dead:data"
@@ -84,12 +85,17 @@ async def record_retry(redis: Redis, job: FailedJob) -> None:
         await pipe.execute()
 
 
+def forget_commands(pipe: Pipeline, job_id: str) -> None:
+    """Add the commands of :func:`forget_job` to a pipeline."""
+    pipe.zrem(RETRY_SET, job_id)
+    pipe.hdel(RETRY_DATA, job_id)
+    pipe.delete(FAILURES_PREFIX + job_id)
+
+
 async def forget_job(redis: Redis, job_id: str) -> None:
     """The job finished: drop its retry record and failure count."""
     async with redis.pipeline(transaction=True) as pipe:
-        pipe.zrem(RETRY_SET, job_id)
-        pipe.hdel(RETRY_DATA, job_id)
-        pipe.delete(FAILURES_PREFIX + job_id)
+        forget_commands(pipe, job_id)
         await pipe.execute()
 
 

@@ -61,8 +61,10 @@ class DoneListener:
                     self._wake()  # anything finished while we were away
                     async for message in pubsub.listen():
                         data = message.get("data")
-                        if isinstance(data, bytes) and data.isdigit():
-                            self._wake(int(data))
+                        if isinstance(data, bytes):  # one id, or many joined by commas
+                            for part in data.split(b","):
+                                if part.isdigit():
+                                    self._wake(int(part))
             except (RedisError, OSError) as exc:
                 self._cache.clear()  # changes announced while we are away would be missed
                 logger.warning("done channel lost (%s); reconnecting in %.1fs", exc, delay)

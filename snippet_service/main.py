@@ -21,12 +21,24 @@ from snippet_service.dashboard.access import check_dashboard_access
 from snippet_service.db import Database
 from snippet_service.events import DoneListener
 from snippet_service.forms import max_body_bytes
+from snippet_service.hits import HitCounter
+from snippet_service.intake import Intake
 from snippet_service.languages import fetch_languages
 from snippet_service.middlewares import errors, guard, security_headers, template_csp_nonce
 from snippet_service.queue import open_pool
 from snippet_service.ratelimit import check_rate_limit
 from snippet_service.routes import setup_routes
-from snippet_service.typedefs import CONFIG, DB, DONE, HTTP, LANGUAGES, PAGES, REDIS
+from snippet_service.typedefs import (
+    CONFIG,
+    DB,
+    DONE,
+    HITS,
+    HTTP,
+    INTAKE,
+    LANGUAGES,
+    PAGES,
+    REDIS,
+)
 
 logger = logging.getLogger("snippet_service.main")
 
@@ -45,7 +57,10 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
 async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     redis = await open_pool(app[CONFIG])
     app[REDIS] = redis
+    intake = app[INTAKE] = Intake(app[DB], redis, app[CONFIG].queue_name)
+    app[HITS] = HitCounter(redis)
     yield
+    await intake.close()
     await redis.aclose(close_connection_pool=True)
 
 

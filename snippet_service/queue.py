@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
 from arq.constants import job_key_prefix as JOB_KEY_PREFIX
 from arq.constants import result_key_prefix as RESULT_KEY_PREFIX
-from arq.jobs import Job
+from arq.jobs import Job, serialize_job
+from arq.utils import timestamp_ms, to_unix_ms
 from redis.exceptions import RedisError
 
 from snippet_service.config import Config
@@ -39,11 +42,23 @@ def serialize(data: dict[str, Any]) -> bytes:
     return json.dumps(data, separators=(",", ":"), default=_json_default).encode()
 
 
+class JobFailed(Exception):
+    """A failed job's result as read back through arq's ``Job`` API: JSON keeps only the
+    error's text ("ErrorClass: message"), and this carries it."""
+
+
 def deserialize(payload: bytes) -> dict[str, Any]:
-    """Decode a JSON job payload."""
+    """Decode a JSON job payload or result.
+
+    A failed job's result (``"s": false``) becomes an exception again, so that arq's
+    ``Job.result()`` raises it and ``Job.abort()`` recognises a cancelled job."""
     data = json.loads(payload)
     if not isinstance(data, dict):
         raise ValueError("job payload is not a JSON object")
+    if data.get("s") is False and isinstance(data.get("r"), str):
+        text = data["r"]
+        data["r"] = (asyncio.CancelledError(text) if text.startswith("CancelledError")
+                     else JobFailed(text))
     return data
 
 
@@ -96,11 +111,64 @@ async def enqueue_highlight(
     )
 
 
-async def enqueue_expiry(redis: ArqRedis, snippet_id: int, run_at: datetime) -> Job | None:
-    """Enqueue the deferred delete of an expiring snippet."""
-    return await redis.enqueue_job(
-        EXPIRE_JOB, snippet_id, _job_id=expire_job_id(snippet_id), _defer_until=run_at
-    )
+# arq's enqueue_job for many jobs in one round trip: each job is added (payload with its
+# expiry, then its queue entry) unless its payload or its kept result already exists.
+# KEYS: the queue. ARGV: job key prefix, result key prefix, then (id, payload, score,
+# expiry ms) for each job. Returns 1 or 0 per job.
+_ENQUEUE_MANY = """
+local added = {}
+for i = 3, #ARGV, 4 do
+  local id = ARGV[i]
+  if redis.call('EXISTS', ARGV[1] .. id, ARGV[2] .. id) == 0 then
+    redis.call('PSETEX', ARGV[1] .. id, ARGV[i + 3], ARGV[i + 1])
+    redis.call('ZADD', KEYS[1], ARGV[i + 2], id)
+    added[#added + 1] = 1
+  else
+    added[#added + 1] = 0
+  end
+end
+return added
+"""
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """One job for :func:`enqueue_many`: arq's function name, its arguments and id."""
+
+    function: str
+    args: tuple[Any, ...]
+    job_id: str
+    run_at: datetime | None = None
+    expires: timedelta | None = None
+
+
+async def enqueue_many(redis: ArqRedis, jobs: list[NewJob], queue_name: str) -> list[bool]:
+    """Enqueue jobs exactly as ``ArqRedis.enqueue_job`` would (same payloads, scores and
+    expiries, a job id already queued or finished is left alone), in one round trip.
+    Returns, per job, whether it was added."""
+    if not jobs:
+        return []
+    now = timestamp_ms()
+    argv: list[Any] = [JOB_KEY_PREFIX, RESULT_KEY_PREFIX]
+    for job in jobs:
+        score = to_unix_ms(job.run_at) if job.run_at is not None else now
+        expires_ms = (int(job.expires.total_seconds() * 1000) if job.expires
+                      else score - now + redis.expires_extra_ms)
+        payload = serialize_job(job.function, job.args, {}, None, now, serializer=serialize)
+        argv += [job.job_id, payload, score, expires_ms]
+    added = await redis.eval(_ENQUEUE_MANY, 1, queue_name, *argv)  # type: ignore[misc]
+    return [bool(flag) for flag in added]
+
+
+def snippet_jobs(snippet_id: int, revision: int, highlight_at: datetime | None,
+                 expires_at: datetime | None) -> list[NewJob]:
+    """A new snippet's jobs: its highlight (deferred to highlight_at) and, for an expiring
+    snippet, its deferred delete."""
+    jobs = [NewJob(HIGHLIGHT_JOB, (snippet_id,), highlight_job_id(snippet_id, revision),
+                   highlight_at, JOB_EXPIRES)]
+    if expires_at is not None:
+        jobs.append(NewJob(EXPIRE_JOB, (snippet_id,), expire_job_id(snippet_id), expires_at))
+    return jobs
 
 
 async def job_is_live(redis: ArqRedis, job_id: str) -> bool:

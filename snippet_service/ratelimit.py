@@ -4,36 +4,19 @@ and the outage is logged."""
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import logging
 import math
 
 from aiohttp import web
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from snippet_service.middlewares import read_body
-from snippet_service.typedefs import CONFIG, REDIS
+from snippet_service.typedefs import CONFIG, HITS
 
 logger = logging.getLogger("snippet_service.ratelimit")
 
 CREATION_ROUTES = frozenset({"create_snippet", "api_create_snippet", "api_rehighlight"})
-WINDOW_SECONDS = 60.0
-KEY_PREFIX = "snippets:ratelimit:"
-REDIS_TIMEOUT = 1.0
-
-# A fixed window per client: the first hit creates the counter with the window's lifetime,
-# later hits count in it. Returns the count and the milliseconds until the window ends.
-HIT_SCRIPT = """
-local count = redis.call('INCR', KEYS[1])
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl < 0 then
-    redis.call('PEXPIRE', KEYS[1], ARGV[1])
-    ttl = tonumber(ARGV[1])
-end
-return {count, ttl}
-"""
 
 
 def client_key(request: web.Request) -> str:
@@ -50,14 +33,6 @@ def client_key(request: web.Request) -> str:
     return str(address)
 
 
-async def hit(redis: Redis, client: str, window: float = WINDOW_SECONDS) -> tuple[int, float]:
-    """Count one creation for client; return the count in this window and the seconds left."""
-    count, ttl_ms = await redis.eval(  # type: ignore[misc]
-        HIT_SCRIPT, 1, KEY_PREFIX + client, str(int(window * 1000))
-    )
-    return int(count), int(ttl_ms) / 1000
-
-
 async def check_rate_limit(request: web.Request) -> None:
     """429 with Retry-After once a client has created RATE_LIMIT_PER_MINUTE snippets."""
     limit = request.app[CONFIG].rate_limit_per_minute
@@ -65,8 +40,7 @@ async def check_rate_limit(request: web.Request) -> None:
         await read_body(request)  # a body over the size limit is a 413 and never counts
         client = client_key(request)
         try:
-            async with asyncio.timeout(REDIS_TIMEOUT):
-                count, seconds_left = await hit(request.app[REDIS], client)
+            count, seconds_left = await request.app[HITS].hit(client)
         except (TimeoutError, RedisError, OSError) as exc:
             logger.warning("rate limit not checked for %s, request allowed: Redis: %r",
                            client, exc)

@@ -10,6 +10,8 @@ from snippet_service.cache import PageCache
 from snippet_service.config import Config
 from snippet_service.db import Database
 from snippet_service.events import DoneListener
+from snippet_service.hits import HitCounter
+from snippet_service.intake import Intake
 from snippet_service.languages import Languages
 
 CONFIG = web.AppKey("config", Config)
@@ -19,3 +21,5 @@ HTTP = web.AppKey("http", aiohttp.ClientSession)
 LANGUAGES = web.AppKey("languages", Languages)
 DONE = web.AppKey("done", DoneListener)
 PAGES = web.AppKey("pages", PageCache)
+INTAKE = web.AppKey("intake", Intake)
+HITS = web.AppKey("hits", HitCounter)

@@ -11,14 +11,12 @@ from urllib.parse import parse_qsl
 
 import aiohttp_jinja2
 from aiohttp import web
-from redis.exceptions import RedisError
 
 from snippet_service import db
 from snippet_service.forms import SnippetForm, validate_snippet
 from snippet_service.highlighter import stylesheet
 from snippet_service.options import EXPIRY_CHOICES, parse_expiry
-from snippet_service.queue import enqueue_expiry, enqueue_highlight
-from snippet_service.typedefs import CONFIG, DB, DONE, LANGUAGES, PAGES, REDIS
+from snippet_service.typedefs import CONFIG, DB, DONE, INTAKE, LANGUAGES, PAGES
 
 logger = logging.getLogger("snippet_service.views")
 
@@ -42,21 +40,13 @@ async def store_and_enqueue(
     highlight_in: float = 0.0,
     expires_in: float | None = None,
 ) -> db.Snippet:
-    """Save a valid snippet as pending, then enqueue its highlight job (by id) and, for an
-    expiring snippet, its deferred delete. With Redis down the snippet stays pending and
-    the worker's reconciler enqueues it later."""
-    snippet = await db.create_snippet(
-        request.app[DB], form.language, form.plain_code, highlight_in, expires_in
+    """Save a valid snippet as pending and enqueue its highlight job (by id) and, for an
+    expiring snippet, its deferred delete; grouped with the other snippets posted in the
+    same tick (one INSERT, one Redis round trip). With Redis down the snippet stays pending
+    and the worker's reconciler enqueues it later."""
+    return await request.app[INTAKE].create(
+        db.Draft(form.language, form.plain_code, highlight_in, expires_in)
     )
-    redis = request.app[REDIS]
-    try:
-        highlight_at = db.parse_timestamp(snippet.highlight_at) if snippet.highlight_at else None
-        await enqueue_highlight(redis, snippet.id, snippet.revision, highlight_at)
-        if snippet.expires_at:
-            await enqueue_expiry(redis, snippet.id, db.parse_timestamp(snippet.expires_at))
-    except (TimeoutError, RedisError, OSError) as exc:
-        logger.warning("snippet %d stored but not enqueued: %r", snippet.id, exc)
-    return snippet
 
 
 async def index_context(

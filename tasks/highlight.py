@@ -10,7 +10,8 @@ from snippet_service.client import highlight
 from snippet_service.jobs_admin import fail_snippet
 from snippet_service.queue import DONE_CHANNEL, publish_done, revision_of
 from snippet_service.sanitize import clean_html
-from tasks.policy import PUBLISH
+from tasks.hotpath import announce
+from tasks.store import SnippetStore
 
 logger = logging.getLogger("tasks.highlight")
 
@@ -20,10 +21,9 @@ async def highlight_snippet(ctx: dict[str, Any], snippet_id: int) -> str:
 
     Highlighter errors propagate: the retry policy decides whether to try again.
     """
-    database: db.Database = ctx["db"]
-    try:
-        snippet = await db.get_snippet(database, snippet_id)
-    except db.SnippetNotFound:
+    store: SnippetStore = ctx["snippets"]
+    snippet = await store.get(snippet_id)  # one query for the jobs started with this one
+    if snippet is None:
         return "missing"
     wanted = revision_of(ctx.get("job_id", ""))
     if wanted is not None and wanted != snippet.revision:
@@ -34,8 +34,11 @@ async def highlight_snippet(ctx: dict[str, Any], snippet_id: int) -> str:
     html = await highlight(
         ctx["http"], ctx["config"].highlighter_url, snippet.language, snippet.plain_code
     )
-    written = await db.mark_highlighted(database, snippet_id, snippet.revision, clean_html(html))
-    ctx[PUBLISH] = (DONE_CHANNEL, str(snippet_id))  # with the job's counters, one round trip
+    # Committed with the other results waiting (group commit) before the job finishes in
+    # Redis: a crash in between runs the job again, and the revision check makes that safe.
+    written = await store.store_highlight(snippet_id, snippet.revision, clean_html(html))
+    if written:  # the web processes learn of it with the batch that finishes this job
+        await announce(ctx, DONE_CHANNEL, str(snippet_id))
     return "highlighted" if written else "already done"
 
 

@@ -17,19 +17,16 @@ from typing import Any
 
 from arq import Retry
 from arq.worker import Function, func
-from redis.exceptions import RedisError
 
 from snippet_service import deadset
 from snippet_service.client import HighlighterError
 from snippet_service.retry import RetryPolicy, is_transient
+from tasks.hotpath import finish_with_job
 
 logger = logging.getLogger("tasks.policy")
 
 JobFunction = Callable[..., Awaitable[Any]]
 DeadHook = Callable[..., Awaitable[None]]
-
-# A job may set ctx[PUBLISH] = (channel, message), published once it has succeeded.
-PUBLISH = "publish_on_success"
 
 # arq's own try limit only guards against a job that crashes its worker every time;
 # failures are counted by the policy, and cancelled runs must not use up retries.
@@ -55,13 +52,9 @@ def job(
             ctx["stats"].count(failed=True)
             return await _failed(ctx, name, policy, on_dead, args, exc)
         ctx["stats"].count(failed=False)
-        if PUBLISH in ctx:
-            try:
-                await ctx["redis"].publish(*ctx[PUBLISH])
-            except (RedisError, OSError) as exc:  # pages re-read the database anyway
-                logger.warning("%s: could not publish %r: %r", ctx["job_id"], ctx[PUBLISH], exc)
-        if int(ctx.get("job_try", 1)) > 1:
-            await deadset.forget_job(ctx["redis"], ctx["job_id"])
+        if int(ctx.get("job_try", 1)) > 1:  # drop its retry record with its finish
+            job_id = ctx["job_id"]
+            await finish_with_job(ctx, lambda pipe: deadset.forget_commands(pipe, job_id))
         return result
 
     run.__qualname__ = run.__name__ = name

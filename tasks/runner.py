@@ -13,12 +13,12 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 from arq.connections import ArqRedis
-from arq.worker import Worker
 from redis.exceptions import RedisError
 
 from snippet_service import workers
 from snippet_service.config import Config
 from snippet_service.queue import open_pool
+from tasks.hotpath import BatchWorker
 from tasks.reconcile import reconcile
 from tasks.worker import STATS_FLUSH_SECONDS, open_resources, worker_options
 
@@ -35,7 +35,7 @@ class Runner:
         self.config = config
         self.ctx: dict[str, Any] = {"config": config}
         self.info = workers.new_worker_info(config.worker_max_jobs, config.queue_name)
-        self.worker: Worker | None = None
+        self.worker: BatchWorker | None = None
         self.stopping = asyncio.Event()
         self.running: dict[str, workers.RunningJob] = {}
 
@@ -72,7 +72,7 @@ class Runner:
     async def _run_workers(self) -> None:
         backoff = 0.5
         while not self.stopping.is_set():
-            worker = Worker(**worker_options(self.config), handle_signals=False,
+            worker = BatchWorker(**worker_options(self.config), handle_signals=False,
                             ctx=dict(self.ctx), on_job_start=self._job_started,
                             after_job_end=self._job_ended)
             self.worker = worker
@@ -94,7 +94,7 @@ class Runner:
             logger.info("worker stopped: %r", worker)
             return
 
-    async def _abandon(self, worker: Worker) -> None:
+    async def _abandon(self, worker: BatchWorker) -> None:
         """Cancel a broken worker's jobs: they stay queued and run again once Redis is back."""
         for task in worker.tasks.values():
             task.cancel()

@@ -25,6 +25,7 @@ from snippet_service.retry import RetryPolicy
 from snippet_service.stats import JobCounter
 from tasks.highlight import expire_snippet, highlight_failed, highlight_snippet
 from tasks.policy import job
+from tasks.store import SnippetStore
 
 STATS_FLUSH_SECONDS = 1.0
 
@@ -46,6 +47,8 @@ async def open_resources(ctx: dict[str, Any], stack: AsyncExitStack) -> None:
     await database.open()
     stack.push_async_callback(database.close)
     ctx["db"] = database
+    ctx["snippets"] = store = SnippetStore(database)
+    stack.push_async_callback(store.close)
     ctx["http"] = await stack.enter_async_context(client_session(limit=config.worker_max_jobs))
     ctx["stats"] = JobCounter()
 
@@ -85,6 +88,7 @@ def worker_options(config: Config) -> dict[str, Any]:
         "health_check_interval": 10,
         "job_completion_wait": int(config.worker_shutdown_grace),
         "log_results": False,
+        "allow_abort_jobs": True,
     }
 
 

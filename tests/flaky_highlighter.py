@@ -1,7 +1,9 @@
 """An upstream that fails on purpose: `python -m tests.flaky_highlighter PORT`.
 
 The language picks the failure; the code ``fail=N`` says how many requests for that code
-fail before it answers 200. ``GET /log?code=…`` lists the times requests arrived.
+fail before it answers 200. ``GET /log?code=…`` lists the times requests arrived;
+``GET /counts?prefix=…`` counts the requests for each code starting with the prefix, and
+``GET /in-flight`` gives how many requests it holds now and the peak since it started.
 
 - ``err500`` answers 500; ``err503`` answers 503 with ``Retry-After: 1``; ``err429`` 429
 - ``hang`` never answers (until the client gives up)
@@ -23,6 +25,7 @@ from aiohttp import web
 LANGUAGES = ["python", "err500", "err503", "err429", "hang", "slow", "bad400"]
 
 log: defaultdict[str, list[float]] = defaultdict(list)
+in_flight = {"now": 0, "peak": 0}
 
 
 def _number(code: str, name: str, default: float) -> float:
@@ -31,6 +34,15 @@ def _number(code: str, name: str, default: float) -> float:
 
 
 async def highlight(request: web.Request) -> web.Response:
+    in_flight["now"] += 1
+    in_flight["peak"] = max(in_flight["peak"], in_flight["now"])
+    try:
+        return await answer(request)
+    finally:
+        in_flight["now"] -= 1
+
+
+async def answer(request: web.Request) -> web.Response:
     form = await request.post()
     lang, code = str(form.get("lang", "")), str(form.get("code", ""))
     log[code].append(time.time())
@@ -61,13 +73,26 @@ async def requests_log(request: web.Request) -> web.Response:
     return web.json_response(log.get(request.query.get("code", ""), []))
 
 
+async def counts(request: web.Request) -> web.Response:
+    prefix = request.query.get("prefix", "")
+    return web.json_response({code: len(times) for code, times in log.items()
+                              if code.startswith(prefix)})
+
+
+async def in_flight_view(request: web.Request) -> web.Response:
+    return web.json_response(in_flight)
+
+
 def create_app() -> web.Application:
     app = web.Application()
     app.router.add_post("/", highlight)
     app.router.add_get("/languages", languages)
     app.router.add_get("/log", requests_log)
+    app.router.add_get("/counts", counts)
+    app.router.add_get("/in-flight", in_flight_view)
     return app
 
 
 if __name__ == "__main__":
-    web.run_app(create_app(), host="127.0.0.1", port=int(sys.argv[1]), print=None)
+    web.run_app(create_app(), host="127.0.0.1", port=int(sys.argv[1]), print=None,
+                backlog=2048, access_log=None)

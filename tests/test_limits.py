@@ -21,7 +21,8 @@ from multidict import CIMultiDict
 from snippet_service.config import Config, ConfigError
 from snippet_service.csrf import FIELD_NAME
 from snippet_service.forms import max_body_bytes
-from snippet_service.ratelimit import KEY_PREFIX, client_key
+from snippet_service.hits import KEY_PREFIX
+from snippet_service.ratelimit import client_key
 from snippet_service.valkey import free_port, start_valkey, wait_for_port
 from tests.conftest import fresh_redis_url, queued_jobs, row_count
 from tests.helpers import create_via_api, form_token, post_form, token_cookie

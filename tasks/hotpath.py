@@ -1,0 +1,374 @@
+"""arq's worker with a batched hot path: claim many jobs in one script, finish many in one
+pipeline.
+
+arq's stock ``Worker`` starts jobs one at a time (WATCH, EXISTS, ZSCORE, MULTI/EXEC for each
+id, then a second MULTI/EXEC to read the payload and count the try) and finishes each with a
+MULTI/EXEC of its own. :class:`BatchWorker` keeps arq's keys, payloads and results exactly,
+so ``enqueue_job``, ``Job.status()``/``result()``/``abort()``, ``arq --check``, deferred
+jobs and crash recovery through the in-progress key all work unchanged. What changes is how
+many round trips it takes:
+
+- **claim**: one Lua script per poll takes up to as many ready jobs as there are free slots
+  (score <= now, no in-progress key), sets their in-progress keys with arq's timeout, counts
+  their try and returns their payloads, and the ids waiting to be aborted;
+- **run**: the job runs as in arq (timeout, ``Retry``, cancellation, abort, max tries);
+- **finish**: every job that finished within one short tick is finished by one MULTI/EXEC:
+  results, in-progress and payload deletes, queue removals, retry re-scores, and the
+  done messages jobs announced (one PUBLISH per channel for the whole batch).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from arq.constants import (
+    abort_job_max_age,
+    abort_jobs_ss,
+    in_progress_key_prefix,
+    job_key_prefix,
+    keep_cronjob_progress,
+    result_key_prefix,
+    retry_key_prefix,
+)
+from arq.jobs import SerializationError, deserialize_job_raw, serialize_result
+from arq.utils import ms_to_datetime, timestamp_ms, to_ms
+from arq.worker import JobExecutionFailed, Retry, RetryJob, Worker
+from redis.asyncio.client import Pipeline
+
+from snippet_service.batching import Batcher
+
+logger = logging.getLogger("tasks.hotpath")
+
+# ctx key under which a running job finds the worker's finish batch (see announce()).
+FINISH_BATCH = "finish_batch"
+RETRY_KEY_TTL = 88400  # seconds, as arq sets it
+
+# KEYS: queue, abort set. ARGV: now (ms), slots, in-progress ms, scan limit,
+# in-progress/job/retry key prefixes, abort cut-off (ms), check aborts (1/0).
+# Returns {{id, score, payload or false, try, aborted}, ...} and the ids to abort.
+CLAIM = """
+local queue, abort_key = KEYS[1], KEYS[2]
+local now, slots, scan_limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[4])
+local ttl, in_progress, job_prefix, retry_prefix = ARGV[3], ARGV[5], ARGV[6], ARGV[7]
+local aborts_on = ARGV[9] == '1'
+local claimed, offset = {}, 0
+local page = math.max(slots * 2, 100)
+while #claimed < slots and offset < scan_limit do
+  local ids = redis.call('ZRANGEBYSCORE', queue, '-inf', now, 'WITHSCORES', 'LIMIT', offset, page)
+  for i = 1, #ids, 2 do
+    local id = ids[i]
+    if redis.call('EXISTS', in_progress .. id) == 0 then
+      redis.call('PSETEX', in_progress .. id, ttl, '1')
+      local try = redis.call('INCR', retry_prefix .. id)
+      redis.call('EXPIRE', retry_prefix .. id, 88400)
+      local aborted = 0
+      if aborts_on then aborted = redis.call('ZREM', abort_key, id) end
+      claimed[#claimed + 1] = {id, ids[i + 1], redis.call('GET', job_prefix .. id), try, aborted}
+      if #claimed >= slots then break end
+    end
+  end
+  if #ids < page * 2 then break end
+  offset = offset + page
+end
+local aborting = {}
+if aborts_on then
+  aborting = redis.call('ZRANGE', abort_key, 0, -1)
+  redis.call('ZREMRANGEBYSCORE', abort_key, ARGV[8], '+inf')
+end
+return {claimed, aborting}
+"""
+
+PipelineOp = Callable[[Pipeline], object]
+
+
+class FinishBatch:
+    """Redis writes of finished jobs, sent together: one MULTI/EXEC per short tick."""
+
+    def __init__(self, worker: Worker, delay: float) -> None:
+        self._worker = worker
+        self._announcements: dict[str, list[str]] = {}
+        self._extra: list[PipelineOp] = []
+        self._batcher: Batcher[PipelineOp, None] = Batcher(
+            self._flush, delay=delay, max_size=1000, name="finish-batch"
+        )
+
+    def announce(self, channel: str, message: str) -> None:
+        """Publish ``message`` on ``channel`` with the next batch (joined by commas)."""
+        self._announcements.setdefault(channel, []).append(message)
+
+    def add(self, op: PipelineOp) -> None:
+        """Send ``op``'s commands with the next batch, without waiting for it."""
+        self._extra.append(op)
+
+    async def submit(self, op: PipelineOp) -> None:
+        """Add ``op``'s commands to the next batch and wait until it has been executed."""
+        await self._batcher.submit(op)
+
+    async def _flush(self, ops: Sequence[PipelineOp]) -> list[None]:
+        announcements, self._announcements = self._announcements, {}
+        extra, self._extra = self._extra, []
+        async with self._worker.pool.pipeline(transaction=True) as pipe:
+            for op in (*extra, *ops):
+                op(pipe)
+            for channel, messages in announcements.items():
+                pipe.publish(channel, ",".join(messages))
+            await pipe.execute()
+        return [None] * len(ops)
+
+    async def close(self) -> None:
+        await self._batcher.close()
+
+
+async def announce(ctx: dict[str, Any], channel: str, message: str) -> None:
+    """Publish a job's news: with the worker's finish batch under :class:`BatchWorker`,
+    at once under arq's stock worker."""
+    batch: FinishBatch | None = ctx.get(FINISH_BATCH)
+    if batch is not None:
+        batch.announce(channel, message)
+    else:
+        await ctx["redis"].publish(channel, message)
+
+
+async def finish_with_job(ctx: dict[str, Any], op: PipelineOp) -> None:
+    """Redis bookkeeping of a job that succeeded: sent with the batch that finishes the job
+    under :class:`BatchWorker`, in a pipeline of its own at once under arq's stock worker."""
+    batch: FinishBatch | None = ctx.get(FINISH_BATCH)
+    if batch is not None:
+        batch.add(op)
+        return
+    async with ctx["redis"].pipeline(transaction=True) as pipe:
+        op(pipe)
+        await pipe.execute()
+
+
+class BatchWorker(Worker):
+    """arq's ``Worker`` claiming and finishing jobs in batches (see the module doc)."""
+
+    def __init__(self, *args: Any, finish_delay: float = 0.002, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.finish_delay = finish_delay
+        self._finish_batch: FinishBatch | None = None
+        self._task_error: BaseException | None = None
+        self._claim_script: Any = None
+
+    @property
+    def finish_batch(self) -> FinishBatch:
+        if self._finish_batch is None:
+            self._finish_batch = FinishBatch(self, self.finish_delay)
+            self.ctx[FINISH_BATCH] = self._finish_batch
+        return self._finish_batch
+
+    async def _poll_iteration(self) -> None:
+        """Claim up to the free slots, start them, cancel aborted jobs, beat."""
+        if self._task_error is not None:  # a job could not be finished: Redis is gone
+            error, self._task_error = self._task_error, None
+            raise error
+        slots = self.max_jobs - self.job_counter if self.allow_pick_jobs else 0
+        if self.burst and self.max_burst_jobs >= 0:
+            slots = min(slots, self.max_burst_jobs - self._jobs_started())
+        slots = max(slots, 0)
+        if slots or self.allow_abort_jobs:
+            claimed, aborting = await self._claim(slots)
+            for job_id, score, payload, job_try, aborted in claimed:
+                self._start(job_id.decode(), int(score), payload, int(job_try), bool(aborted))
+            if aborting:
+                self._cancel_aborting(aborting)
+        await self.heart_beat()
+
+    async def _claim(self, slots: int) -> tuple[list[list[Any]], list[bytes]]:
+        if self._claim_script is None:
+            self._claim_script = self.pool.register_script(CLAIM)
+        now = timestamp_ms()
+        result = await self._claim_script(
+            keys=[self.queue_name, abort_jobs_ss],
+            args=[now, slots, int(self.in_progress_timeout_s * 1000),
+                  max(self.queue_read_limit, slots), in_progress_key_prefix, job_key_prefix,
+                  retry_key_prefix, now + abort_job_max_age, int(self.allow_abort_jobs)],
+        )
+        return result[0], result[1]
+
+    def _start(self, job_id: str, score: int, payload: bytes | None, job_try: int,
+               aborted: bool) -> None:
+        self.job_counter += 1
+        task = self.loop.create_task(self._run_claimed(job_id, score, payload, job_try, aborted))
+        self.tasks[job_id] = task
+        task.add_done_callback(lambda done: self._job_done(job_id, done))
+
+    def _job_done(self, job_id: str, task: asyncio.Task[None]) -> None:
+        self.job_counter -= 1
+        if self.tasks.get(job_id) is task:
+            del self.tasks[job_id]
+        if not task.cancelled() and task.exception() is not None:
+            self._task_error = task.exception()
+
+    def _cancel_aborting(self, job_ids: list[bytes]) -> None:
+        for raw in job_ids:
+            job_id = raw.decode()
+            task = self.job_tasks.get(job_id)
+            if task is not None and job_id not in self.aborting_tasks:
+                self.aborting_tasks.add(job_id)
+                task.cancel()
+
+    async def _run_claimed(
+        self, job_id: str, score: int, payload: bytes | None, job_try: int, aborted: bool
+    ) -> None:
+        start_ms = timestamp_ms()
+        function_name, enqueue_time_ms = "<unknown>", 0
+        args: tuple[Any, ...] = ()
+        kwargs: dict[str, Any] = {}
+
+        async def job_failed(exc: BaseException) -> None:
+            self.jobs_failed += 1
+            result_data = serialize_result(
+                function_name, args, kwargs, job_try, enqueue_time_ms, False, exc, start_ms,
+                timestamp_ms(), f"{job_id}:{function_name}", self.queue_name, job_id=job_id,
+                serializer=self.job_serializer,
+            )
+            await asyncio.shield(self.finish_failed_job(job_id, result_data))
+
+        if not payload:
+            logger.warning("job %s expired", job_id)
+            return await job_failed(JobExecutionFailed("job expired"))
+        try:
+            function_name, args, kwargs, enqueue_job_try, enqueue_time_ms = deserialize_job_raw(
+                payload, deserializer=self.job_deserializer
+            )
+        except SerializationError as exc:
+            logger.exception("deserializing job %s failed", job_id)
+            return await job_failed(exc)
+        if aborted:
+            logger.info("%s:%s aborted before start", job_id, function_name)
+            return await job_failed(asyncio.CancelledError())
+        function = self.functions.get(function_name)
+        if function is None:
+            logger.warning("job %s, function %r not found", job_id, function_name)
+            return await job_failed(JobExecutionFailed(f"function {function_name!r} not found"))
+        is_cron = hasattr(function, "next_run")
+        ref = function_name if is_cron else f"{job_id}:{function_name}"
+        keep_in_progress = keep_cronjob_progress if is_cron else None
+        if enqueue_job_try and enqueue_job_try > job_try:
+            job_try = enqueue_job_try
+            await self.pool.setex(retry_key_prefix + job_id, RETRY_KEY_TTL, str(job_try))
+        max_tries = self.max_tries if function.max_tries is None else function.max_tries
+        if job_try > max_tries:
+            logger.warning("%s max retries %d exceeded", ref, max_tries)
+            return await job_failed(JobExecutionFailed(f"max {max_tries} retries exceeded"))
+
+        ctx = {**self.ctx, "job_id": job_id, "job_try": job_try,
+               "enqueue_time": ms_to_datetime(enqueue_time_ms), "score": score}
+        if self.on_job_start:
+            await self.on_job_start(ctx)
+        timeout_s = self.job_timeout_s if function.timeout_s is None else function.timeout_s
+        result: Any = None
+        finish, success, incr_score = False, False, None
+        start_ms = timestamp_ms()
+        self.job_tasks[job_id] = asyncio.current_task()  # type: ignore[assignment]
+        try:
+            try:
+                async with asyncio.timeout(timeout_s):
+                    result = await function.coroutine(ctx, *args, **kwargs)
+            finally:
+                del self.job_tasks[job_id]
+        except (Exception, asyncio.CancelledError) as exc:
+            if self.retry_jobs and isinstance(exc, Retry):
+                incr_score = exc.defer_score
+                if exc.defer_score:
+                    incr_score = exc.defer_score + (timestamp_ms() - score)
+                logger.info("%s retrying job in %.2fs", ref, (exc.defer_score or 0) / 1000)
+                self.jobs_retried += 1
+            elif job_id in self.aborting_tasks and isinstance(exc, asyncio.CancelledError):
+                logger.info("%s aborted", ref)
+                result, finish = exc, True
+                self.aborting_tasks.discard(job_id)
+                self.jobs_failed += 1
+            elif self.retry_jobs and isinstance(exc, asyncio.CancelledError | RetryJob):
+                logger.info("%s cancelled, will be run again", ref)
+                self.jobs_retried += 1
+            else:
+                logger.exception("%s failed, %s: %s", ref, type(exc).__name__, exc)
+                result, finish = exc, True
+                self.jobs_failed += 1
+        else:
+            success = finish = True
+            self.jobs_complete += 1
+        finished_ms = timestamp_ms()
+        keep_forever = (self.keep_result_forever if function.keep_result_forever is None
+                        else function.keep_result_forever)
+        result_timeout_s = (self.keep_result_s if function.keep_result_s is None
+                            else function.keep_result_s)
+        result_data = None
+        if finish and (keep_forever or result_timeout_s > 0):
+            result_data = serialize_result(
+                function_name, args, kwargs, job_try, enqueue_time_ms, success, result, start_ms,
+                finished_ms, ref, self.queue_name, job_id=job_id, serializer=self.job_serializer,
+            )
+        if self.on_job_end:
+            await self.on_job_end(ctx)
+        await asyncio.shield(self.finish_job(job_id, finish, result_data, result_timeout_s,
+                                             keep_forever, incr_score, keep_in_progress))
+        if self.after_job_end:
+            await self.after_job_end(ctx)
+
+    async def finish_job(
+        self,
+        job_id: str,
+        finish: bool,
+        result_data: bytes | None,
+        result_timeout_s: float | None,
+        keep_result_forever: bool,
+        incr_score: int | None,
+        keep_in_progress: float | None,
+    ) -> None:
+        """arq's finish_job, sent with the other jobs finished in the same tick."""
+        queue_name = self.queue_name
+
+        def finish_commands(pipe: Pipeline) -> None:
+            delete_keys = []
+            in_progress_key = in_progress_key_prefix + job_id
+            if keep_in_progress is None:
+                delete_keys.append(in_progress_key)
+            else:
+                pipe.pexpire(in_progress_key, to_ms(keep_in_progress) or 0)
+            if finish:
+                if result_data:
+                    expire = None if keep_result_forever else result_timeout_s
+                    pipe.set(result_key_prefix + job_id, result_data, px=to_ms(expire))
+                delete_keys += [retry_key_prefix + job_id, job_key_prefix + job_id]
+                pipe.zrem(abort_jobs_ss, job_id)
+                pipe.zrem(queue_name, job_id)
+            elif incr_score:
+                pipe.zincrby(queue_name, incr_score, job_id)
+            if delete_keys:
+                pipe.delete(*delete_keys)
+
+        await self.finish_batch.submit(finish_commands)
+
+    async def finish_failed_job(self, job_id: str, result_data: bytes | None) -> None:
+        """arq's finish_failed_job, sent with the other jobs finished in the same tick."""
+        queue_name = self.queue_name
+        keep = self.keep_result_forever or self.keep_result_s > 0
+        expire = 0 if self.keep_result_forever else self.keep_result_s
+
+        def failed_commands(pipe: Pipeline) -> None:
+            pipe.delete(retry_key_prefix + job_id, in_progress_key_prefix + job_id,
+                        job_key_prefix + job_id)
+            pipe.zrem(abort_jobs_ss, job_id)
+            pipe.zrem(queue_name, job_id)
+            if result_data is not None and keep:
+                pipe.set(result_key_prefix + job_id, result_data, px=to_ms(expire))
+
+        await self.finish_batch.submit(failed_commands)
+
+    async def main(self) -> None:
+        """arq's main loop; the finish batch is available to jobs through ctx."""
+        self.ctx[FINISH_BATCH] = self.finish_batch
+        await super().main()
+
+    async def close(self) -> None:
+        if self._finish_batch is not None and self._pool is not None:
+            await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+            await self._finish_batch.close()
+        await super().close()
