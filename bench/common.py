@@ -21,6 +21,7 @@ from types import FrameType
 from typing import Any, TypeVar
 
 import psutil
+import redis
 import uvloop
 
 from snippet_service.config import Config
@@ -110,14 +111,16 @@ def app_env(**values: str) -> dict[str, str]:
 
 
 class Child:
-    """A Python child process (run from the project root) logging to a file."""
+    """A child process (Python unless ``program`` says otherwise) run from the project root,
+    logging to a file."""
 
-    def __init__(self, name: str, args: Sequence[str], env: Mapping[str, str], log_dir: Path):
+    def __init__(self, name: str, args: Sequence[str], env: Mapping[str, str], log_dir: Path,
+                 program: str = sys.executable) -> None:
         self.name = name
         self.log_path = log_dir / f"{name}.log"
         self._log = self.log_path.open("wb")
         self.popen = subprocess.Popen(
-            [sys.executable, *args], cwd=ROOT, env=dict(env), stdin=subprocess.DEVNULL,
+            [program, *args], cwd=ROOT, env=dict(env), stdin=subprocess.DEVNULL,
             stdout=self._log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent,
         )
 
@@ -134,9 +137,10 @@ class Child:
         except RuntimeError:
             raise RuntimeError(f"{self.name} did not start:\n{self.log()[-3000:]}") from None
 
-    def wait_for_log(self, text: str, timeout: float = 30.0) -> None:
+    def wait_for_log(self, text: str, timeout: float = 30.0, count: int = 1) -> None:
+        """Wait until the log holds ``text`` ``count`` times."""
         deadline = time.monotonic() + timeout
-        while text not in self.log():
+        while self.log().count(text) < count:
             if self.popen.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"{self.name} did not log {text!r}:\n{self.log()[-3000:]}")
             time.sleep(0.05)
@@ -255,7 +259,30 @@ def _cell(value: object) -> str:
     return str(value)
 
 
-def target_line(name: str, met: bool, detail: str) -> str:
-    """A line run_all collects into its summary."""
-    return f"target {'MET    ' if met else 'NOT MET'} {name}: {detail}"
+def target_line(name: str, met: bool | None, detail: str) -> str:
+    """A line run_all collects into its summary; ``met=None`` when it could not be judged
+    (its reference is missing: the detail says why)."""
+    verdict = "SKIPPED" if met is None else "MET    " if met else "NOT MET"
+    return f"target {verdict} {name}: {detail}"
+
+
+def ratio(value: float, reference: float) -> float:
+    """value / reference, nan when either is missing or the reference is 0."""
+    if not reference or math.isnan(reference) or math.isnan(value):
+        return math.nan
+    return value / reference
+
+
+def times(value: float) -> str:
+    """A ratio as ``0.42x`` (``-`` when missing)."""
+    return "-" if math.isnan(value) else f"{value:.2f}x"
+
+
+def flush_valkey(redis_url: str) -> None:
+    """Empty the database at redis_url (a private Valkey between two runs)."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        client.flushdb()
+    finally:
+        client.close()
 

@@ -1,95 +1,77 @@
-"""Our real highlight job against a highlighter that takes 100 ms: ``python -m bench.highlight``.
+"""Our real highlight job against a highlighter that takes 100 ms, beside plain arq and
+Sidekiq measured in the same run: ``python -m bench.highlight``.
 
-For each WORKER_MAX_JOBS setting, with a fresh SQLite file and a fresh private Valkey:
-create the snippets with ``snippet_service.db``, enqueue their jobs with
-``snippet_service.queue.enqueue_highlight``, then start the real ``run_worker.py`` (pointed
-at ``bench.slow_highlighter``) and poll SQLite until no snippet is pending.
+For each concurrency (200 and 1,000 by default), with one fresh private Valkey and one
+stand-in highlighter (``bench.slow_highlighter``, 100 ms) for the row, one after the other:
 
-jobs/s counts from the first request the highlighter receives (the first job start, within
-a millisecond) to the last ``updated_at`` written. Peak RSS is the worker process and its
-children, sampled every 50 ms from spawn to the end. Worker CPU % is measured from the
-worker's "Starting worker" log line to the end (100 % = one core). Peak in flight is the
-most requests the highlighter held at once.
+- the client floor: one aiohttp session making the worker's HTTP call, 5,000 times
+  (``bench.client_floor``);
+- **ours**: the real ``run_worker.py`` with ``WORKER_MAX_JOBS`` = the concurrency, on
+  5,000 snippets created in a fresh SQLite file with ``snippet_service.db`` and enqueued with
+  ``snippet_service.queue.enqueue_highlight``;
+- **plain arq**: the same jobs and SQLite setup under arq's stock ``Worker``
+  (``bench.stock_worker``);
+- **Sidekiq** ``-c`` the concurrency with ``bench/sidekiq/worker.rb`` (the seed's job: a
+  form POST, no database), when ``sidekiq`` is installed (``bench.sidekiq``).
 
-A last run holds the highlighter's answer for several seconds so that 1,000 jobs are
-really in flight at once (with 100 ms, jobs finish faster than a CPU-bound worker starts
-them); the RSS target is judged on it.
+Then ``run_worker.py --processes 2`` at 200 each, and a memory row (ours and Sidekiq) where
+the stand-in holds its answers 6 s so that 1,000 jobs are really in flight at once.
+
+jobs/s runs from the stand-in's first request to the last job's end (the last ``updated_at``
+in SQLite for ours and arq, the last answer for Sidekiq). CPU per job is the worker's process
+tree (user + system, /proc through psutil) from its ready line to the end, per job. Peak RSS
+is the tree's, sampled every 50 ms from spawn. Peak in flight and the stand-in's own CPU come
+from its ``/stats``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
+import math
 import re
 import sqlite3
-import time
-import urllib.request
-from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.client_floor import Floor, measure_floor
 from bench.common import (
-    CPU_COUNT,
     Child,
-    RssSampler,
     Table,
     app_env,
-    cpu_seconds,
     mb,
     private_valkey,
+    ratio,
     run,
     setup,
     target_line,
+    times,
     work_dir,
 )
+from bench.runs import RunResult, timeout_for, watch
+from bench.sidekiq import NOT_INSTALLED, SKIPPED, available, measure_sidekiq
+from bench.slow_highlighter import StandIn, stand_in
 from snippet_service import db
 from snippet_service.config import Config
 from snippet_service.queue import enqueue_highlight, open_pool
-from snippet_service.valkey import free_port
 
 logger = logging.getLogger("bench.highlight")
 
-HIGHLIGHTER_DELAY = 0.1
-RSS_DELAY = 6.0
-# (WORKER_MAX_JOBS, snippets, highlighter delay, worker processes): fewer snippets for 25,
-# which cannot pass 250 jobs/s; a run with `run_worker.py --processes 2`; the last run is
-# for memory with 1,000 jobs in flight.
-RUNS = ((25, 1_000, HIGHLIGHTER_DELAY, 1), (200, 5_000, HIGHLIGHTER_DELAY, 1),
-        (1_000, 5_000, HIGHLIGHTER_DELAY, 1), (2_000, 5_000, HIGHLIGHTER_DELAY, 1),
-        (200, 5_000, HIGHLIGHTER_DELAY, 2), (1_000, 1_200, RSS_DELAY, 1))
-SIDEKIQ_JOBS_PER_S = {25: 240, 200: 1_325, 1_000: 911}
-ARQ_JOBS_PER_S = {25: 166, 200: 1_242, 1_000: 1_852}
-SIDEKIQ_RSS_MB, ARQ_RSS_MB = 93, 51  # at 1,000 in flight
-TARGET_JOBS_PER_S, TARGET_RSS_MB = 2_500, 60
+DELAY, JOBS, CONCURRENCY = 0.1, 5_000, (200, 1_000)
+PROCESSES, PROCESSES_MAX_JOBS = 2, 200
+RSS_DELAY, RSS_JOBS, RSS_CONCURRENCY = 6.0, 1_200, 1_000
+OURS, ARQ, SIDEKIQ = "ours", "plain arq", "Sidekiq"
+COMMANDS = {OURS: ["run_worker.py"], ARQ: ["-m", "bench.stock_worker"]}
+READY = "Starting worker"  # arq's first line, once the worker takes jobs
+TARGET_JOBS, TARGET_CPU, TARGET_RSS, TARGET_PROCESSES = 2.0, 0.5, 0.6, 1.7
 # tasks.policy logs "<job id> failed (<error class>: <message>); retry N of M in S".
 RETRY_LINE = re.compile(r" failed \((\w+): .*?\); retry \d+ of \d+")
 CODE = "def f(n):\n    return [i * i for i in range(n)]  # snippet {}\n"
 
 
-@dataclass
-class Result:
-    max_jobs: int
-    processes: int
-    snippets: int
-    delay: float
-    highlighted: int
-    failed: int
-    seconds: float
-    peak_in_flight: int
-    peak_rss: int
-    cpu_percent: float
-    retries: int
-    retry_reasons: Counter[str]
-
-    @property
-    def jobs_per_s(self) -> float:
-        return self.highlighted / self.seconds if self.seconds > 0 else 0.0
-
-
 async def prepare(db_path: Path, redis_url: str, count: int) -> None:
-    """Create ``count`` pending snippets and enqueue one highlight job each."""
+    """Empty the queue's database, create ``count`` pending snippets, enqueue a job each."""
     database = db.Database(db_path, 1)
     await database.open()
     try:
@@ -99,6 +81,7 @@ async def prepare(db_path: Path, redis_url: str, count: int) -> None:
         await database.close()
     pool = await open_pool(Config(redis_url=redis_url, db_path=db_path))
     try:
+        await pool.flushdb()
         for first in range(0, count, 200):
             await asyncio.gather(*(enqueue_highlight(pool, snippet.id, snippet.revision)
                                    for snippet in snippets[first:first + 200]))
@@ -122,135 +105,218 @@ def last_update(db_path: Path) -> float:
     return db.parse_timestamp(str(value)).timestamp()
 
 
-def highlighter_stats(url: str) -> dict[str, float]:
-    """The slow highlighter's counters (straight to 127.0.0.1, whatever *_proxy says)."""
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    with opener.open(url + "stats", timeout=10) as response:
-        stats: dict[str, float] = json.load(response)
-    return stats
+def measure_arq(name: str, stand: StandIn, redis_url: str, jobs: int, max_jobs: int,
+                directory: Path, processes: int = 1) -> RunResult:
+    """Ours (run_worker.py) or plain arq (bench.stock_worker) draining ``jobs`` snippets."""
+    label = f"{name.replace(' ', '-')}-{max_jobs}x{processes}-{jobs}"
+    db_path = directory / f"{label}.db"
+    logger.info("%s max_jobs=%d x %d: creating and enqueueing %d snippets", name, max_jobs,
+                processes, jobs)
+    run(prepare(db_path, redis_url, jobs))
+    env = app_env(REDIS_URL=redis_url, SNIPPETS_DB=str(db_path), HIGHLIGHTER_URL=stand.url,
+                  WORKER_MAX_JOBS=str(max_jobs), WORKER_PROCESSES=str(processes))
+    delay = float(stand.stats()["delay"])
+
+    def finished(_stats: object) -> int:
+        return sum(count for status, count in statuses(db_path).items() if status != db.PENDING)
+
+    seen = watch(lambda: Child(label, COMMANDS[name], env, directory), READY, stand, jobs,
+                 finished, timeout_for(jobs, max_jobs * processes, delay), processes)
+    counts = statuses(db_path)
+    if counts.get(db.PENDING, 0):
+        logger.warning("%s max_jobs=%d: %d snippets still pending at the deadline", name,
+                       max_jobs, counts[db.PENDING])
+    first = float(seen.stats["first"])
+    log = seen.child.log()
+    result = RunResult(
+        name=name, concurrency=max_jobs, jobs=jobs, done=counts.get(db.HIGHLIGHTED, 0),
+        seconds=last_update(db_path) - first if first else 0.0, cpu_seconds=seen.cpu_seconds,
+        peak_rss=seen.peak_rss, peak_in_flight=int(seen.stats["peak_in_flight"]),
+        stand_in_cpu=seen.stand_in_cpu, stand_in_seconds=seen.stand_in_seconds, delay=delay,
+        processes=processes, failed=counts.get(db.FAILED, 0), retries=log.count("\u21bb"),
+    )
+    reasons: dict[str, int] = {}
+    for reason in RETRY_LINE.findall(log):
+        reasons[reason] = reasons.get(reason, 0) + 1
+    result.remarks.extend(f"{name} max_jobs={max_jobs}: retried after {reason} x {count:,}"
+                          for reason, count in reasons.items())
+    return result
 
 
-def measure(max_jobs: int, count: int, delay: float, processes: int,
-            directory: Path) -> Result:
-    """One run: fresh Valkey, SQLite file and highlighter; the real worker process."""
-    db_path = directory / "snippets.db"
-    with private_valkey(directory) as redis_url:
-        logger.info("max_jobs=%d: creating and enqueueing %d snippets", max_jobs, count)
-        run(prepare(db_path, redis_url, count))
-        port = free_port()
-        env = app_env()
-        highlighter = Child("slow-highlighter",
-                            ["-m", "bench.slow_highlighter", str(port), str(delay)],
-                            env, directory)
-        worker: Child | None = None
-        try:
-            highlighter.wait_for_port(port)
-            url = f"http://127.0.0.1:{port}/"
-            worker = Child("worker", ["run_worker.py"], app_env(
-                REDIS_URL=redis_url, SNIPPETS_DB=str(db_path), HIGHLIGHTER_URL=url,
-                WORKER_MAX_JOBS=str(max_jobs), WORKER_PROCESSES=str(processes)), directory)
-            with RssSampler(worker.pid) as sampler:
-                worker.wait_for_log("Starting worker", timeout=30)
-                started, cpu_start = time.monotonic(), cpu_seconds(worker.pid)
-                deadline = started + 30 + delay * 3 + count / 50
-                counts = statuses(db_path)
-                while counts.get(db.PENDING, 0) and time.monotonic() < deadline:
-                    if worker.popen.poll() is not None:
-                        raise RuntimeError(f"worker exited:\n{worker.log()[-3000:]}")
-                    time.sleep(0.05)
-                    counts = statuses(db_path)
-                cpu_percent = 100 * (cpu_seconds(worker.pid) - cpu_start) / (
-                    time.monotonic() - started)
-            stats = highlighter_stats(url)
-        finally:
-            if worker is not None:
-                worker.stop()
-            highlighter.stop()
-        if counts.get(db.PENDING, 0):
-            logger.warning("max_jobs=%d: %d snippets still pending at the deadline",
-                           max_jobs, counts[db.PENDING])
-        log = worker.log()
-        return Result(
-            max_jobs=max_jobs, processes=processes, snippets=count, delay=delay,
-            highlighted=counts.get(db.HIGHLIGHTED, 0), failed=counts.get(db.FAILED, 0),
-            seconds=last_update(db_path) - stats["first"] if stats["first"] else 0.0,
-            peak_in_flight=int(stats["peak_in_flight"]), peak_rss=sampler.peak,
-            cpu_percent=cpu_percent, retries=log.count("\u21bb"),
-            retry_reasons=Counter(RETRY_LINE.findall(log)),
-        )
+@dataclass
+class Row:
+    """Every worker at one concurrency, against one Valkey and one stand-in."""
+
+    concurrency: int
+    delay: float
+    results: dict[str, RunResult] = field(default_factory=dict)
+    floor: Floor | None = None
+
+    def get(self, name: str) -> RunResult | None:
+        return self.results.get(name)
 
 
-def report(results: list[Result]) -> Table:
+def measure_row(concurrency: int, jobs: int, delay: float, directory: Path,
+                floor: bool = True, workers: tuple[str, ...] = (OURS, ARQ, SIDEKIQ)) -> Row:
+    """The client floor (unless ``floor`` is false), then each of ``workers`` in turn."""
+    row = Row(concurrency, delay)
+    with private_valkey(directory) as redis_url, stand_in(directory, delay) as stand:
+        if floor:
+            logger.info("client floor: %d calls at concurrency %d", jobs, concurrency)
+            row.floor = measure_floor(stand.url, jobs, concurrency, directory)
+        for name in (OURS, ARQ):
+            if name in workers:
+                row.results[name] = measure_arq(name, stand, redis_url, jobs, concurrency,
+                                                directory)
+        if SIDEKIQ in workers:
+            sidekiq = measure_sidekiq(redis_url, stand.url, jobs, concurrency, directory)
+            if sidekiq is not None:
+                row.results[SIDEKIQ] = sidekiq
+    for result in row.results.values():
+        logger.info("%s at %d, delay %.1fs: %.0f jobs/s, %.0f us CPU/job, peak RSS %.1f MB",
+                    result.name, concurrency, delay, result.jobs_per_s, result.cpu_us_per_job,
+                    mb(result.peak_rss))
+    return row
+
+
+def measure_processes(max_jobs: int, jobs: int, directory: Path) -> RunResult:
+    with private_valkey(directory) as redis_url, stand_in(directory, DELAY) as stand:
+        return measure_arq(OURS, stand, redis_url, jobs, max_jobs, directory, PROCESSES)
+
+
+def results_table(rows: list[Row], extra: list[RunResult]) -> Table:
     table = Table(
-        "highlight job: real run_worker.py against bench.slow_highlighter",
-        ["max_jobs", "processes", "delay ms", "snippets", "jobs/s", "seconds", "peak in flight",
-         "peak RSS MB", "worker CPU %", "failed", "retries", "Sidekiq jobs/s (ref)",
-         "arq jobs/s (ref)", "Sidekiq RSS MB (ref)", "arq RSS MB (ref)"],
+        "highlight job: ours (run_worker.py), plain arq (stock Worker), Sidekiq 6.4,"
+        " against bench.slow_highlighter",
+        ["worker", "max_jobs / -c", "processes", "delay ms", "jobs", "jobs/s", "CPU us/job",
+         "peak RSS MB", "peak in flight", "stand-in CPU %", "failed", "retries"],
     )
-    for r in results:
-        throughput_run = r.delay == HIGHLIGHTER_DELAY
-        refs = ((SIDEKIQ_JOBS_PER_S.get(r.max_jobs, "-"), ARQ_JOBS_PER_S.get(r.max_jobs, "-"))
-                if throughput_run and r.processes == 1 else ("-", "-"))
-        refs_rss = ((SIDEKIQ_RSS_MB, ARQ_RSS_MB) if r.max_jobs == 1_000 and r.processes == 1
-                    else ("-", "-"))
-        table.add(r.max_jobs, r.processes, r.delay * 1000, r.snippets, r.jobs_per_s, r.seconds,
-                  r.peak_in_flight, mb(r.peak_rss), r.cpu_percent, r.failed, r.retries,
-                  *refs, *refs_rss)
-    for r in results:
-        if r.retry_reasons:
-            reasons = ", ".join(f"{name} x {count:,}" for name, count in
-                                r.retry_reasons.most_common())
-            table.notes.append(f"max_jobs={r.max_jobs}: retried after {reasons}")
+    for result in [r for row in rows for r in row.results.values()] + extra:
+        table.add(result.name, result.concurrency, result.processes, result.delay * 1000,
+                  result.jobs, result.jobs_per_s, result.cpu_us_per_job, mb(result.peak_rss),
+                  result.peak_in_flight, result.stand_in_cpu_percent, result.failed,
+                  result.retries)
+        table.notes.extend(result.remarks)
     table.notes.append(
-        f"ceiling: max_jobs / delay (25 -> 250/s at {HIGHLIGHTER_DELAY * 1000:.0f} ms);"
-        f" worker CPU % of one core ({CPU_COUNT} CPUs; the highlighter, Valkey and this"
-        " script share them). Reference RSS figures are at 1,000 in flight."
+        "CPU us/job: the worker's process tree (user + system) from its ready line to the"
+        " end, per job. stand-in CPU %: of one core while it served the run. Sidekiq's job"
+        " has no database read or write; ours and plain arq's do."
     )
-    at_1000 = next((r for r in results if r.max_jobs == 1_000 and r.processes == 1
-                    and r.delay == HIGHLIGHTER_DELAY), None)
-    best = max((r for r in results if r.delay == HIGHLIGHTER_DELAY),
-               key=lambda r: r.jobs_per_s, default=None)
-    if at_1000 is not None and best is not None:
-        table.notes.append(target_line(
-            f"highlight jobs/s >= {TARGET_JOBS_PER_S:,}",
-            at_1000.jobs_per_s >= TARGET_JOBS_PER_S,
-            f"{at_1000.jobs_per_s:,.0f}/s at max_jobs=1000; best {best.jobs_per_s:,.0f}/s at"
-            f" max_jobs={best.max_jobs} with {best.processes} process(es)",
-        ))
-    full = [r for r in results if r.peak_in_flight >= 1_000 and r.processes == 1]
-    if full:
-        peak = max(r.peak_rss for r in full)
-        table.notes.append(target_line(
-            f"worker peak RSS <= {TARGET_RSS_MB} MB with 1,000 in flight",
-            mb(peak) <= TARGET_RSS_MB,
-            f"{mb(peak):.1f} MB with {max(r.peak_in_flight for r in full):,} in flight",
-        ))
-    elif any(r.max_jobs >= 1_000 for r in results):
-        table.notes.append(target_line(
-            f"worker peak RSS <= {TARGET_RSS_MB} MB with 1,000 in flight", False,
-            "no run reached 1,000 jobs in flight"))
+    if not available():
+        table.notes.append(f"Sidekiq: {SKIPPED}")
     return table
+
+
+def ratios_table(rows: list[Row]) -> Table:
+    table = Table(
+        "highlight job: ratios at the same concurrency (ours / reference)",
+        ["max_jobs / -c", "delay ms", "jobs/s vs Sidekiq", "CPU/job vs Sidekiq",
+         "RSS vs Sidekiq", "jobs/s vs arq", "CPU/job vs arq", "RSS vs arq",
+         "floor us/call", "ours CPU/job / floor", "arq CPU/job / floor"],
+    )
+    for row in rows:
+        ours = row.get(OURS)
+        if ours is None:
+            continue
+        cells: list[object] = [row.concurrency, row.delay * 1000]
+        for name in (SIDEKIQ, ARQ):
+            ref = row.get(name)
+            cells += [times(ratio(ours.jobs_per_s, ref.jobs_per_s)) if ref else "-",
+                      times(ratio(ours.cpu_us_per_job, ref.cpu_us_per_job)) if ref else "-",
+                      times(ratio(ours.peak_rss, ref.peak_rss)) if ref else "-"]
+        floor = row.floor.cpu_us_per_call if row.floor else math.nan
+        arq = row.get(ARQ)
+        cells += [floor, times(ratio(ours.cpu_us_per_job, floor)),
+                  times(ratio(arq.cpu_us_per_job, floor)) if arq else "-"]
+        table.add(*cells)
+    table.notes.append(
+        "floor: bench.client_floor, one aiohttp session making the same call"
+        " (snippet_service.client.highlight) at the same concurrency, CPU per call."
+    )
+    return table
+
+
+def targets(rows: list[Row], memory: Row | None, processes: RunResult | None) -> list[str]:
+    lines = []
+    ours = [r for row in rows for r in row.results.values() if r.name == OURS]
+    sidekiq = [r for row in rows for r in row.results.values() if r.name == SIDEKIQ]
+    name = f"highlight jobs/s >= {TARGET_JOBS}x Sidekiq's best (one process each)"
+    if ours and sidekiq:
+        best = max(ours, key=lambda r: r.jobs_per_s)
+        ref = max(sidekiq, key=lambda r: r.jobs_per_s)
+        got = ratio(best.jobs_per_s, ref.jobs_per_s)
+        lines.append(target_line(name, got >= TARGET_JOBS, (
+            f"ours {best.jobs_per_s:,.0f}/s (max_jobs={best.concurrency}) ="
+            f" {times(got)} Sidekiq's {ref.jobs_per_s:,.0f}/s (-c {ref.concurrency})")))
+    elif ours:
+        lines.append(target_line(name, None, NOT_INSTALLED))
+    name = f"highlight CPU per job <= {TARGET_CPU}x Sidekiq's (same concurrency)"
+    pairs = [(row.results[OURS], row.results[SIDEKIQ]) for row in rows
+             if OURS in row.results and SIDEKIQ in row.results]
+    if pairs:
+        cpu = [ratio(a.cpu_us_per_job, b.cpu_us_per_job) for a, b in pairs]
+        lines.append(target_line(name, max(cpu) <= TARGET_CPU, "; ".join(
+            f"{a.concurrency}: ours {a.cpu_us_per_job:,.0f} us vs {b.cpu_us_per_job:,.0f} us"
+            f" = {times(g)}" for (a, b), g in zip(pairs, cpu, strict=True))))
+    elif ours:
+        lines.append(target_line(name, None, NOT_INSTALLED))
+    if memory is not None:
+        name = (f"worker peak RSS with {RSS_CONCURRENCY:,} in flight <= {TARGET_RSS}x"
+                " Sidekiq's")
+        mine, theirs = memory.get(OURS), memory.get(SIDEKIQ)
+        if mine is None or theirs is None:
+            lines.append(target_line(name, None, NOT_INSTALLED))
+        else:
+            full = min(mine.peak_in_flight, theirs.peak_in_flight) >= RSS_CONCURRENCY
+            got = ratio(mine.peak_rss, theirs.peak_rss)
+            lines.append(target_line(name, full and got <= TARGET_RSS, (
+                f"ours {mb(mine.peak_rss):.1f} MB ({mine.peak_in_flight:,} in flight) ="
+                f" {times(got)} Sidekiq's {mb(theirs.peak_rss):.1f} MB"
+                f" ({theirs.peak_in_flight:,} in flight)")))
+    one = next((r for r in ours if processes and r.concurrency == processes.concurrency), None)
+    if processes is not None and one is not None:
+        got = ratio(processes.jobs_per_s, one.jobs_per_s)
+        lines.append(target_line(
+            f"--processes {PROCESSES} >= {TARGET_PROCESSES}x one process",
+            got >= TARGET_PROCESSES,
+            f"{processes.jobs_per_s:,.0f}/s with {PROCESSES} x {processes.concurrency} ="
+            f" {times(got)} one process's {one.jobs_per_s:,.0f}/s"))
+    return lines
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--max-jobs", type=int, nargs="*",
-                        help="only the runs with these WORKER_MAX_JOBS (default: all runs)")
-    parser.add_argument("--snippets", type=int, help="snippets per run (default: per run)")
+    parser.add_argument("--jobs", type=int, default=JOBS, help="jobs per throughput run")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=list(CONCURRENCY),
+                        help="WORKER_MAX_JOBS and sidekiq -c of the throughput rows")
+    parser.add_argument("--processes", action=argparse.BooleanOptionalAction, default=True,
+                        help=f"the run_worker.py --processes {PROCESSES} row")
+    parser.add_argument("--memory", action=argparse.BooleanOptionalAction, default=True,
+                        help=f"the row with {RSS_CONCURRENCY:,} jobs in flight")
     args = parser.parse_args(argv)
     setup("highlight")
-    runs = [(jobs, args.snippets or count, delay, procs) for jobs, count, delay, procs in RUNS
-            if not args.max_jobs or jobs in args.max_jobs]
-    known = {jobs for jobs, _count, _delay, _procs in RUNS}
-    runs += [(jobs, args.snippets or 5_000, HIGHLIGHTER_DELAY, 1)
-             for jobs in args.max_jobs or [] if jobs not in known]
-    results = []
-    for max_jobs, count, delay, processes in runs:
-        with work_dir(f"highlight-{max_jobs}-{processes}") as directory:
-            results.append(measure(max_jobs, count, delay, processes, directory))
-            logger.info("max_jobs=%d, delay %.1fs: %.0f jobs/s, peak RSS %.1f MB", max_jobs,
-                        delay, results[-1].jobs_per_s, mb(results[-1].peak_rss))
-    report(results).print()
+    rows: list[Row] = []
+    extra: list[RunResult] = []
+    processes: RunResult | None = None
+    memory: Row | None = None
+    for concurrency in args.concurrency:
+        with work_dir(f"highlight-{concurrency}") as directory:
+            rows.append(measure_row(concurrency, args.jobs, DELAY, directory))
+    if args.processes:
+        max_jobs = (PROCESSES_MAX_JOBS if PROCESSES_MAX_JOBS in args.concurrency
+                    else args.concurrency[0])
+        with work_dir("highlight-processes") as directory:
+            processes = measure_processes(max_jobs, args.jobs, directory)
+        extra.append(processes)
+    if args.memory:
+        with work_dir("highlight-memory") as directory:
+            memory = measure_row(RSS_CONCURRENCY, RSS_JOBS, RSS_DELAY, directory, floor=False,
+                                 workers=(OURS, SIDEKIQ))
+        extra.extend(memory.results.values())
+    results_table(rows, extra).print()
+    table = ratios_table(rows + ([memory] if memory else []))
+    table.notes.extend(targets(rows, memory, processes))
+    table.print()
 
 
 if __name__ == "__main__":

@@ -1,14 +1,19 @@
 """No-op job throughput of our arq worker configuration: ``python -m bench.noop``.
 
 Enqueues no-op jobs with arq's ``enqueue_job`` (gathered in batches), then drains them with
-an in-process arq ``Worker`` in burst mode built from ``tasks.worker.worker_options`` (the
-JSON serializer, ``poll_delay``, ``max_jobs``, ``keep_result``...) on uvloop. Three drains:
+an in-process worker in burst mode built from ``tasks.worker.worker_options`` (the JSON
+serializer, ``poll_delay``, ``max_jobs``, ``keep_result``...) on asyncio's own loop as
+run_worker.py, the job wrapped by ``tasks.policy.job`` like every job of ours (a retry
+policy with its timeout, and the dashboard's job counters), arq's log lines going to a
+file as ``run_worker.py`` has them:
 
-- ``arq``: a bare async function, arq's logger at WARNING;
-- ``+ INFO log``: arq's two INFO lines a job written to a file, as ``run_worker.py``
-  configures logging;
-- ``our worker``: also wrapped by ``tasks.policy.job`` like every job of ours (a retry
-  policy with its timeout, and the dashboard's job counters).
+- ``arq.worker.Worker``: arq's stock worker, which starts jobs one at a time;
+- ``tasks.hotpath.BatchWorker``: ours, claiming and finishing jobs in batches.
+
+With ``sidekiq`` installed, Sidekiq drains as many no-op jobs (``NoopWorker`` in
+``bench/sidekiq/worker.rb``, pushed with ``push_bulk``) at its default concurrency, for a
+same-run reference. Target: BatchWorker >= 8,700 jobs/s, Sidekiq's figure on the 2-CPU
+development machine.
 """
 
 from __future__ import annotations
@@ -16,50 +21,54 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from arq.connections import ArqRedis, create_pool
-from arq.worker import Function, Worker, func
+from arq.worker import Function, Worker
 
-from bench.common import Table, private_valkey, run, setup, work_dir
+from bench import sidekiq
+from bench.common import (
+    Table,
+    private_valkey,
+    ratio,
+    setup,
+    target_line,
+    times,
+    work_dir,
+)
 from snippet_service.config import Config
 from snippet_service.queue import deserialize, redis_settings, serialize
 from snippet_service.retry import RetryPolicy
 from snippet_service.stats import JobCounter
+from tasks.hotpath import BatchWorker
 from tasks.policy import job
-from tasks.worker import worker_options
+from tasks.worker import QuietJobLines, worker_options
 
 logger = logging.getLogger("bench.noop")
 
-SIDEKIQ_NOOP_JOBS_PER_S = 8_700
+TARGET_JOBS_PER_S = 8_700  # Sidekiq 6.4.1, no-op jobs, on the 2-CPU development machine
+SIDEKIQ_CONCURRENCY = 10  # Sidekiq's default
 JOBS = 20_000
 BATCH = 200
 QUEUE = "bench:noop"
 NAME = "noop"
+STOCK, BATCHED = "arq.worker.Worker", "tasks.hotpath.BatchWorker"
 
 
 async def noop(ctx: dict[str, Any]) -> None:
     """The job: nothing at all."""
 
 
-def bare() -> Function:
-    return func(noop, name=NAME)
-
-
 def with_policy() -> Function:
     return job(noop, name=NAME, policy=RetryPolicy(retry=10, timeout=10.0))
 
 
-# (row name, job function, write arq's INFO lines to a file, share of --jobs): the first two
-# rows only show what arq itself and its logging cost, so they run half as many jobs.
-VARIANTS: tuple[tuple[str, Callable[[], Function], bool, float], ...] = (
-    ("arq, logger at WARNING", bare, False, 0.5),
-    ("arq + INFO log to a file", bare, True, 0.5),
-    ("our worker: + tasks.policy.job", with_policy, True, 1.0),
-)
+def worker_class(name: str) -> type[Worker]:
+    """arq's Worker or our BatchWorker."""
+    return Worker if name == STOCK else BatchWorker
 
 
 async def enqueue(pool: ArqRedis, jobs: int, batch: int) -> float:
@@ -74,11 +83,14 @@ async def enqueue(pool: ArqRedis, jobs: int, batch: int) -> float:
 
 
 def arq_logging(log_file: Path | None) -> None:
-    """arq's log lines: INFO to a file as run_worker.py would, or WARNING and up only."""
+    """arq's log lines: INFO to a file, less the per-job lines, as run_worker.py has them;
+    or nothing (``None``)."""
     arq_logger = logging.getLogger("arq")
     for handler in list(arq_logger.handlers):
         arq_logger.removeHandler(handler)
         handler.close()
+    for log_filter in list(arq_logger.filters):
+        arq_logger.removeFilter(log_filter)
     arq_logger.propagate = False
     if log_file is None:
         arq_logger.setLevel(logging.WARNING)
@@ -88,10 +100,11 @@ def arq_logging(log_file: Path | None) -> None:
         handler = logging.FileHandler(log_file)
         handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
         arq_logger.addHandler(handler)
+        logging.getLogger("arq.worker").addFilter(QuietJobLines())
 
 
-async def drain(config: Config, function: Function) -> tuple[float, float, int]:
-    """Run a burst worker until the queue is empty.
+async def drain(config: Config, kind: type[Worker]) -> tuple[float, float, int]:
+    """Run a burst worker of class ``kind`` until the queue is empty.
 
     :return: wall and CPU seconds from the worker's startup hook until it exits, jobs done
     """
@@ -102,9 +115,9 @@ async def drain(config: Config, function: Function) -> tuple[float, float, int]:
         ctx["stats"] = JobCounter()  # flushed once a second by the real worker's runner
         started[:] = [time.perf_counter(), time.process_time()]
 
-    options = {**worker_options(config), "functions": [function], "queue_name": QUEUE,
+    options = {**worker_options(config), "functions": [with_policy()], "queue_name": QUEUE,
                "burst": True, "handle_signals": False, "on_startup": on_startup}
-    worker = Worker(**options)
+    worker = kind(**options)
     try:
         await worker.main()
         wall, cpu = time.perf_counter() - started[0], time.process_time() - started[1]
@@ -113,53 +126,75 @@ async def drain(config: Config, function: Function) -> tuple[float, float, int]:
         await worker.close()
 
 
-async def measure(redis_url: str, total: int, batch: int, log_dir: Path) -> Table:
+async def measure(redis_url: str, jobs: int, batch: int,
+                  log_dir: Path) -> tuple[Table, dict[str, float]]:
+    """Drain ``jobs`` no-op jobs with each worker class; the table and each one's jobs/s."""
     config = Config(redis_url=redis_url)
     pool = await create_pool(redis_settings(config), job_serializer=serialize,
                              job_deserializer=deserialize, default_queue_name=QUEUE)
     options = worker_options(config)
     table = Table(
-        f"no-op jobs: arq Worker from tasks.worker.worker_options (JSON, uvloop,"
+        f"no-op jobs under tasks.policy.job, from tasks.worker.worker_options (JSON, asyncio loop,"
         f" poll_delay={options['poll_delay']}s, max_jobs={options['max_jobs']})",
         ["drain", "jobs", "enqueue jobs/s", "drain jobs/s", "drain s", "worker CPU %",
-         "CPU us/job", "Sidekiq jobs/s (ref)", "drain / Sidekiq"],
+         "CPU us/job", f"vs {TARGET_JOBS_PER_S:,}/s"],
     )
+    rates: dict[str, float] = {}
     try:
-        for name, function, log_to_file, share in VARIANTS:
-            jobs = max(1, int(total * share))
+        for name in (STOCK, BATCHED):
+            kind = worker_class(name)
             await pool.flushdb()
             logger.info("%s: enqueueing %d no-op jobs in batches of %d", name, jobs, batch)
             enqueue_s = await enqueue(pool, jobs, batch)
-            arq_logging(log_dir / "arq.log" if log_to_file else None)
+            arq_logging(log_dir / "arq.log")
             try:
-                drain_s, cpu_s, completed = await drain(config, function())
+                drain_s, cpu_s, completed = await drain(config, kind)
             finally:
                 arq_logging(None)
             if completed != jobs:
                 table.notes.append(f"!! {name}: {completed} of {jobs} jobs completed")
-            rate = completed / drain_s
-            table.add(name, jobs, jobs / enqueue_s, rate, drain_s, 100 * cpu_s / drain_s,
-                      1e6 * cpu_s / max(completed, 1), SIDEKIQ_NOOP_JOBS_PER_S,
-                      f"{rate / SIDEKIQ_NOOP_JOBS_PER_S:.2f}x")
+            rates[name] = completed / drain_s
+            table.add(name, jobs, jobs / enqueue_s, rates[name], drain_s, 100 * cpu_s / drain_s,
+                      1e6 * cpu_s / max(completed, 1),
+                      times(ratio(rates[name], TARGET_JOBS_PER_S)))
     finally:
         await pool.aclose()
     table.notes.append(
         f"enqueue: enqueue_job (WATCH, EXISTS, MULTI/PSETEX/ZADD/EXEC each), {batch} gathered"
         " at a time; drain: from the worker's on_startup until the burst worker exits;"
-        " worker CPU % of one core."
+        " worker CPU % of one core (the worker runs in this process)."
     )
-    return table
+    return table, rates
+
+
+def sidekiq_row(table: Table, redis_url: str, jobs: int, directory: Path) -> float:
+    """Add Sidekiq's no-op drain to the table; its jobs/s, nan without Sidekiq."""
+    measured = sidekiq.measure_noop(redis_url, jobs, SIDEKIQ_CONCURRENCY, directory)
+    if measured is None:
+        table.notes.append(f"Sidekiq no-op reference: {sidekiq.SKIPPED}")
+        return math.nan
+    rate, cpu_us = measured
+    table.add(f"Sidekiq 6.4 -c {SIDEKIQ_CONCURRENCY} (ref)", jobs, "-", rate, jobs / rate, "-",
+              cpu_us, times(ratio(rate, TARGET_JOBS_PER_S)))
+    table.notes.append("Sidekiq: push_bulk, then from its ready line until its queue is"
+                       " empty; CPU of the sidekiq process.")
+    return rate
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jobs", type=int, default=JOBS,
-                        help="jobs for our worker's drain (half as many for the others)")
+    parser.add_argument("--jobs", type=int, default=JOBS, help="jobs per drain")
     parser.add_argument("--batch", type=int, default=BATCH)
     args = parser.parse_args(argv)
     setup("noop")
     with work_dir("noop") as directory, private_valkey(directory) as redis_url:
-        table = run(measure(redis_url, args.jobs, args.batch, directory))
+        # asyncio's own loop, as run_worker.py runs the worker
+        table, rates = asyncio.run(measure(redis_url, args.jobs, args.batch, directory))
+        reference = sidekiq_row(table, redis_url, args.jobs, directory)
+    name = f"no-op jobs/s of {BATCHED} >= {TARGET_JOBS_PER_S:,} (Sidekiq's)"
+    same_run = "" if math.isnan(reference) else f"; Sidekiq {reference:,.0f}/s in this run"
+    rate = rates[BATCHED]
+    table.notes.append(target_line(name, rate >= TARGET_JOBS_PER_S, f"{rate:,.0f}/s{same_run}"))
     table.print()
 
 

@@ -16,6 +16,8 @@ from bench.common import CPU_COUNT, ROOT, die_with_parent, setup
 
 SCRIPTS = ("noop", "highlight", "end_to_end", "web")
 SCRIPT_TIMEOUT = 300.0
+# bench.highlight runs three workers at two concurrencies, plus two more rows.
+TIMEOUTS = {"highlight": 450.0}
 
 
 def run_script(name: str, timeout: float) -> tuple[int, float, list[str]]:
@@ -62,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     failed = False
     for name in args.scripts or SCRIPTS:
         print(f"\n##### bench.{name}", flush=True)
-        code, seconds, lines = run_script(name, SCRIPT_TIMEOUT)
+        code, seconds, lines = run_script(name, TIMEOUTS.get(name, SCRIPT_TIMEOUT))
         failed = failed or code != 0
         summary.append(f"bench.{name:<11} {'ok' if code == 0 else f'FAILED ({code})':<12}"
                        f" {seconds:6.1f} s")

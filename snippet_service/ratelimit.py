@@ -4,6 +4,7 @@ and the outage is logged."""
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 import math
@@ -21,7 +22,11 @@ CREATION_ROUTES = frozenset({"create_snippet", "api_create_snippet", "api_rehigh
 
 def client_key(request: web.Request) -> str:
     """Who is counted: the peer's address (an IPv6 client by its /64 network)."""
-    remote = request.remote or ""
+    return _client_key(request.remote or "")
+
+
+@functools.lru_cache(maxsize=4096)
+def _client_key(remote: str) -> str:
     try:
         address = ipaddress.ip_address(remote)
     except ValueError:

@@ -10,7 +10,7 @@ from snippet_service.client import highlight
 from snippet_service.jobs_admin import fail_snippet
 from snippet_service.queue import DONE_CHANNEL, publish_done, revision_of
 from snippet_service.sanitize import clean_html
-from tasks.hotpath import announce
+from tasks.finish import announce
 from tasks.store import SnippetStore
 
 logger = logging.getLogger("tasks.highlight")

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
 from typing import Any
 
 from arq.constants import (
@@ -38,12 +37,10 @@ from arq.utils import ms_to_datetime, timestamp_ms, to_ms
 from arq.worker import JobExecutionFailed, Retry, RetryJob, Worker
 from redis.asyncio.client import Pipeline
 
-from snippet_service.batching import Batcher
+from tasks.finish import FINISH_BATCH, FinishBatch
 
 logger = logging.getLogger("tasks.hotpath")
 
-# ctx key under which a running job finds the worker's finish batch (see announce()).
-FINISH_BATCH = "finish_batch"
 RETRY_KEY_TTL = 88400  # seconds, as arq sets it
 
 # KEYS: queue, abort set. ARGV: now (ms), slots, in-progress ms, scan limit,
@@ -58,9 +55,15 @@ local claimed, offset = {}, 0
 local page = math.max(slots * 2, 100)
 while #claimed < slots and offset < scan_limit do
   local ids = redis.call('ZRANGEBYSCORE', queue, '-inf', now, 'WITHSCORES', 'LIMIT', offset, page)
+  local marks = {}
+  if #ids > 0 then
+    local keys = {}
+    for i = 1, #ids, 2 do keys[#keys + 1] = in_progress .. ids[i] end
+    marks = redis.call('MGET', unpack(keys))  -- one call for the page, running or not
+  end
   for i = 1, #ids, 2 do
     local id = ids[i]
-    if redis.call('EXISTS', in_progress .. id) == 0 then
+    if not marks[(i + 1) / 2] then
       redis.call('PSETEX', in_progress .. id, ttl, '1')
       local try = redis.call('INCR', retry_prefix .. id)
       redis.call('EXPIRE', retry_prefix .. id, 88400)
@@ -81,78 +84,17 @@ end
 return {claimed, aborting}
 """
 
-PipelineOp = Callable[[Pipeline], object]
-
-
-class FinishBatch:
-    """Redis writes of finished jobs, sent together: one MULTI/EXEC per short tick."""
-
-    def __init__(self, worker: Worker, delay: float) -> None:
-        self._worker = worker
-        self._announcements: dict[str, list[str]] = {}
-        self._extra: list[PipelineOp] = []
-        self._batcher: Batcher[PipelineOp, None] = Batcher(
-            self._flush, delay=delay, max_size=1000, name="finish-batch"
-        )
-
-    def announce(self, channel: str, message: str) -> None:
-        """Publish ``message`` on ``channel`` with the next batch (joined by commas)."""
-        self._announcements.setdefault(channel, []).append(message)
-
-    def add(self, op: PipelineOp) -> None:
-        """Send ``op``'s commands with the next batch, without waiting for it."""
-        self._extra.append(op)
-
-    async def submit(self, op: PipelineOp) -> None:
-        """Add ``op``'s commands to the next batch and wait until it has been executed."""
-        await self._batcher.submit(op)
-
-    async def _flush(self, ops: Sequence[PipelineOp]) -> list[None]:
-        announcements, self._announcements = self._announcements, {}
-        extra, self._extra = self._extra, []
-        async with self._worker.pool.pipeline(transaction=True) as pipe:
-            for op in (*extra, *ops):
-                op(pipe)
-            for channel, messages in announcements.items():
-                pipe.publish(channel, ",".join(messages))
-            await pipe.execute()
-        return [None] * len(ops)
-
-    async def close(self) -> None:
-        await self._batcher.close()
-
-
-async def announce(ctx: dict[str, Any], channel: str, message: str) -> None:
-    """Publish a job's news: with the worker's finish batch under :class:`BatchWorker`,
-    at once under arq's stock worker."""
-    batch: FinishBatch | None = ctx.get(FINISH_BATCH)
-    if batch is not None:
-        batch.announce(channel, message)
-    else:
-        await ctx["redis"].publish(channel, message)
-
-
-async def finish_with_job(ctx: dict[str, Any], op: PipelineOp) -> None:
-    """Redis bookkeeping of a job that succeeded: sent with the batch that finishes the job
-    under :class:`BatchWorker`, in a pipeline of its own at once under arq's stock worker."""
-    batch: FinishBatch | None = ctx.get(FINISH_BATCH)
-    if batch is not None:
-        batch.add(op)
-        return
-    async with ctx["redis"].pipeline(transaction=True) as pipe:
-        op(pipe)
-        await pipe.execute()
-
-
 class BatchWorker(Worker):
     """arq's ``Worker`` claiming and finishing jobs in batches (see the module doc)."""
 
-    def __init__(self, *args: Any, finish_delay: float = 0.002, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, finish_delay: float = 0.0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.finish_delay = finish_delay
         self._finish_batch: FinishBatch | None = None
         self._task_error: BaseException | None = None
         self._claim_script: Any = None
+        self._backlog = False  # the last claim filled every free slot
+        self._slot_freed = asyncio.Event()
 
     @property
     def finish_batch(self) -> FinishBatch:
@@ -162,21 +104,44 @@ class BatchWorker(Worker):
         return self._finish_batch
 
     async def _poll_iteration(self) -> None:
-        """Claim up to the free slots, start them, cancel aborted jobs, beat."""
-        if self._task_error is not None:  # a job could not be finished: Redis is gone
-            error, self._task_error = self._task_error, None
-            raise error
+        """Claim up to the free slots, start them, cancel aborted jobs, beat.
+
+        While the queue holds more ready jobs than there were free slots, the next claim
+        follows as soon as jobs finish (within the poll delay), rather than a whole poll
+        delay later: a busy worker never leaves a slot idle waiting for the clock.
+        """
+        loop = asyncio.get_running_loop()
+        window_ends = loop.time() + self.poll_delay_s
+        while True:
+            if self._task_error is not None:  # a job could not be finished: Redis is gone
+                error, self._task_error = self._task_error, None
+                raise error
+            slots = self._free_slots()
+            if slots or self.allow_abort_jobs:
+                claimed, aborting = await self._claim(slots)
+                for job_id, score, payload, job_try, aborted in claimed:
+                    self._start(job_id.decode(), int(score), payload, int(job_try),
+                                bool(aborted))
+                if aborting:
+                    self._cancel_aborting(aborting)
+                if slots:
+                    self._backlog = len(claimed) == slots
+            remaining = window_ends - loop.time()
+            if not (self._backlog and self.allow_pick_jobs) or remaining <= 0:
+                break
+            self._slot_freed.clear()
+            try:
+                async with asyncio.timeout(remaining):
+                    await self._slot_freed.wait()
+            except TimeoutError:
+                break
+        await self.heart_beat()
+
+    def _free_slots(self) -> int:
         slots = self.max_jobs - self.job_counter if self.allow_pick_jobs else 0
         if self.burst and self.max_burst_jobs >= 0:
             slots = min(slots, self.max_burst_jobs - self._jobs_started())
-        slots = max(slots, 0)
-        if slots or self.allow_abort_jobs:
-            claimed, aborting = await self._claim(slots)
-            for job_id, score, payload, job_try, aborted in claimed:
-                self._start(job_id.decode(), int(score), payload, int(job_try), bool(aborted))
-            if aborting:
-                self._cancel_aborting(aborting)
-        await self.heart_beat()
+        return max(slots, 0)
 
     async def _claim(self, slots: int) -> tuple[list[list[Any]], list[bytes]]:
         if self._claim_script is None:
@@ -192,6 +157,11 @@ class BatchWorker(Worker):
 
     def _start(self, job_id: str, score: int, payload: bytes | None, job_try: int,
                aborted: bool) -> None:
+        if job_id in self.tasks:
+            # Its in-progress key vanished while it runs here (Redis restarted empty, say)
+            # and the job was enqueued again: the run in progress finishes it.
+            logger.info("job %s is already running here; not starting it twice", job_id)
+            return
         self.job_counter += 1
         task = self.loop.create_task(self._run_claimed(job_id, score, payload, job_try, aborted))
         self.tasks[job_id] = task
@@ -199,6 +169,7 @@ class BatchWorker(Worker):
 
     def _job_done(self, job_id: str, task: asyncio.Task[None]) -> None:
         self.job_counter -= 1
+        self._slot_freed.set()
         if self.tasks.get(job_id) is task:
             del self.tasks[job_id]
         if not task.cancelled() and task.exception() is not None:
@@ -265,13 +236,15 @@ class BatchWorker(Worker):
         result: Any = None
         finish, success, incr_score = False, False, None
         start_ms = timestamp_ms()
-        self.job_tasks[job_id] = asyncio.current_task()  # type: ignore[assignment]
+        this_task = asyncio.current_task()
+        self.job_tasks[job_id] = this_task  # type: ignore[assignment]
         try:
             try:
                 async with asyncio.timeout(timeout_s):
                     result = await function.coroutine(ctx, *args, **kwargs)
             finally:
-                del self.job_tasks[job_id]
+                if self.job_tasks.get(job_id) is this_task:
+                    del self.job_tasks[job_id]
         except (Exception, asyncio.CancelledError) as exc:
             if self.retry_jobs and isinstance(exc, Retry):
                 incr_score = exc.defer_score

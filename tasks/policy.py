@@ -21,7 +21,7 @@ from arq.worker import Function, func
 from snippet_service import deadset
 from snippet_service.client import HighlighterError
 from snippet_service.retry import RetryPolicy, is_transient
-from tasks.hotpath import finish_with_job
+from tasks.finish import finish_with_job
 
 logger = logging.getLogger("tasks.policy")
 

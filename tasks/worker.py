@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -28,6 +29,17 @@ from tasks.policy import job
 from tasks.store import SnippetStore
 
 STATS_FLUSH_SECONDS = 1.0
+
+
+class QuietJobLines(logging.Filter):
+    """Drops arq's two INFO lines per job (start and finish): at hundreds of jobs a second
+    they cost more CPU than the jobs; retries, failures and start-up still show, and the
+    dashboard has the counts."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno > logging.INFO or not (
+            isinstance(record.msg, str) and ("→" in record.msg or "←" in record.msg)
+        )
 
 
 def functions(config: Config) -> list[Function]:

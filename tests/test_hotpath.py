@@ -74,6 +74,27 @@ def spread_codes(tag: str, count: int) -> list[str]:
     return [f"{tag}-{n} sleep={0.3 + (n % 13) * 0.1:.1f}" for n in range(count)]
 
 
+async def start_mid_batch(stack: Stack, http: aiohttp.ClientSession, tag: str, count: int,
+                          done: int) -> list[int]:
+    """Create ``count`` slow snippets and wait until ``done`` of them are highlighted: the
+    worker is then in the middle of its batches (some written, most still running)."""
+    count_highlight_writes(stack.db_path)
+    ids = await create_many(http, stack.url, "slow", spread_codes(tag, count))
+    await wait_until(lambda: statuses(stack.db_path).get("highlighted", 0) >= done, 30,
+                     "nothing was highlighted", stack)
+    return ids
+
+
+async def all_written_once(stack: Stack, count: int, message: str) -> None:
+    """Wait until nothing is pending; then every snippet is highlighted, written once."""
+    await wait_until(lambda: statuses(stack.db_path).get("pending", 0) == 0, 120, message,
+                     stack)
+    assert statuses(stack.db_path) == {"highlighted": count}, stack.logs()
+    writes = writes_per_snippet(stack.db_path)
+    assert len(writes) == count
+    assert set(writes.values()) == {1}  # every revision written exactly once
+
+
 @pytest.mark.timeout(240)
 async def test_two_workers_share_5000_jobs_and_each_runs_once(
         valkey: str, flaky_highlighter: str, tmp_path: Path,
@@ -110,23 +131,14 @@ async def test_sigkill_with_1000_in_flight_mid_batch_loses_nothing(
     stack = Stack(fresh_redis_url(valkey), tmp_path, highlighter_url=flaky_highlighter,
                   WORKER_MAX_JOBS="1000", JOB_TIMEOUT="3")
     try:
-        count_highlight_writes(stack.db_path)
         tag = uuid.uuid4().hex
-        ids = await create_many(http, stack.url, "slow", spread_codes(tag, 1000))
-        # Kill it once some of the 1,000 jobs are written and most are still running.
-        await wait_until(lambda: statuses(stack.db_path).get("highlighted", 0) >= 50, 30,
-                         "nothing was highlighted")
+        await start_mid_batch(stack, http, tag, 1000, done=50)
         assert stack.worker is not None
         stack.worker.stop(signal.SIGKILL)
         done_at_kill = statuses(stack.db_path).get("highlighted", 0)
         assert done_at_kill < 1000, "the kill came too late to land in the middle"
         stack.start_worker()
-        await wait_until(lambda: statuses(stack.db_path).get("pending", 0) == 0, 120,
-                         "jobs of the killed worker never ran again", stack)
-        assert statuses(stack.db_path) == {"highlighted": 1000}, stack.logs()
-        writes = writes_per_snippet(stack.db_path)
-        assert sorted(writes) == sorted(ids)
-        assert set(writes.values()) == {1}  # every revision written exactly once
+        await all_written_once(stack, 1000, "jobs of the killed worker never ran again")
         counts = await upstream_counts(http, flaky_highlighter, tag)
         assert max(counts.values()) == 2 and min(counts.values()) == 1  # some ran again
     finally:
@@ -140,18 +152,12 @@ async def test_valkey_restarted_mid_batch_loses_nothing(
     stack = Stack(own_valkey.url, tmp_path, highlighter_url=flaky_highlighter,
                   WORKER_MAX_JOBS="500", RECONCILE_INTERVAL="1", RECONCILE_AFTER="1")
     try:
-        count_highlight_writes(stack.db_path)
-        await create_many(http, stack.url, "slow", spread_codes(uuid.uuid4().hex, 500))
-        await wait_until(lambda: statuses(stack.db_path).get("highlighted", 0) >= 25, 30,
-                         "nothing was highlighted")
+        await start_mid_batch(stack, http, uuid.uuid4().hex, 500, done=25)
         own_valkey.kill()
         assert statuses(stack.db_path).get("pending", 0) > 0
         await asyncio.sleep(0.5)
         own_valkey.start()  # empty: every queued and running job is gone from Redis
-        await wait_until(lambda: statuses(stack.db_path).get("pending", 0) == 0, 120,
-                         "snippets were lost with the queue", stack)
-        assert statuses(stack.db_path) == {"highlighted": 500}, stack.logs()
-        assert set(writes_per_snippet(stack.db_path).values()) == {1}
+        await all_written_once(stack, 500, "snippets were lost with the queue")
     finally:
         stack.stop()
 
