@@ -113,18 +113,19 @@ async def enqueue_highlight(
 
 # arq's enqueue_job for many jobs in one round trip: each job is added (payload with its
 # expiry, then its queue entry) unless its payload or its kept result already exists.
-# KEYS: the queue. ARGV: job key prefix, result key prefix, then (id, payload, score,
-# expiry ms) for each job. Returns 1 or 0 per job.
+# KEYS: the queue. ARGV: job key prefix, result key prefix, and one JSON array of
+# [id, payload, score, expiry ms] per job, all strings (one argument to send, not four per
+# job: packing arguments is what costs the client). Returns 1 or 0 per job.
 _ENQUEUE_MANY = """
 local added = {}
-for i = 3, #ARGV, 4 do
-  local id = ARGV[i]
+for i, job in ipairs(cjson.decode(ARGV[3])) do
+  local id = job[1]
   if redis.call('EXISTS', ARGV[1] .. id, ARGV[2] .. id) == 0 then
-    redis.call('PSETEX', ARGV[1] .. id, ARGV[i + 3], ARGV[i + 1])
-    redis.call('ZADD', KEYS[1], ARGV[i + 2], id)
-    added[#added + 1] = 1
+    redis.call('PSETEX', ARGV[1] .. id, job[4], job[2])
+    redis.call('ZADD', KEYS[1], job[3], id)
+    added[i] = 1
   else
-    added[#added + 1] = 0
+    added[i] = 0
   end
 end
 return added
@@ -149,14 +150,18 @@ async def enqueue_many(redis: ArqRedis, jobs: list[NewJob], queue_name: str) -> 
     if not jobs:
         return []
     now = timestamp_ms()
-    argv: list[Any] = [JOB_KEY_PREFIX, RESULT_KEY_PREFIX]
+    rows: list[list[str]] = []
     for job in jobs:
         score = to_unix_ms(job.run_at) if job.run_at is not None else now
         expires_ms = (int(job.expires.total_seconds() * 1000) if job.expires
                       else score - now + redis.expires_extra_ms)
+        # serialize() writes ASCII JSON, which survives the trip through cjson unchanged
         payload = serialize_job(job.function, job.args, {}, None, now, serializer=serialize)
-        argv += [job.job_id, payload, score, expires_ms]
-    added = await redis.eval(_ENQUEUE_MANY, 1, queue_name, *argv)  # type: ignore[misc]
+        rows.append([job.job_id, payload.decode(), str(score), str(expires_ms)])
+    added = await redis.eval(  # type: ignore[misc]
+        _ENQUEUE_MANY, 1, queue_name, JOB_KEY_PREFIX, RESULT_KEY_PREFIX,
+        json.dumps(rows, separators=(",", ":")),
+    )
     return [bool(flag) for flag in added]
 
 
