@@ -7,10 +7,13 @@ from aiohttp import web
 
 from snippet_service.config import Config, ConfigError
 from snippet_service.main import create_app
+from snippet_service.middlewares import hide_server_version, quiet_malformed_requests
 
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    quiet_malformed_requests()
+    hide_server_version()
     try:
         config = Config.from_env()
     except ConfigError as exc:

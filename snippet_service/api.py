@@ -13,6 +13,7 @@ from snippet_service import db
 from snippet_service.forms import validate_snippet
 from snippet_service.options import parse_expiry, parse_highlight_in
 from snippet_service.queue import enqueue_highlight, publish_done
+from snippet_service.reasons import api_error
 from snippet_service.typedefs import CONFIG, DB, LANGUAGES, PAGES, REDIS
 from snippet_service.views import cached_body, snippet_id, store_and_enqueue
 
@@ -34,7 +35,7 @@ def snippet_json(request: web.Request, snippet: db.Snippet) -> dict[str, Any]:
         "status": snippet.status,
         "code": snippet.plain_code,
         "highlighted_code": snippet.highlighted_code,
-        "error": snippet.error,
+        "error": api_error(snippet.error),  # the full text is on the dashboard
         "created_at": snippet.created_at,
         "updated_at": snippet.updated_at,
         "revision": snippet.revision,
@@ -58,6 +59,8 @@ async def read_json(request: web.Request) -> dict[str, Any]:
         raise web.HTTPBadRequest(text="The body is not valid UTF-8.") from None
     except ValueError:
         raise web.HTTPBadRequest(text="The body is not valid JSON.") from None
+    except RecursionError:
+        raise web.HTTPBadRequest(text="The body's JSON is nested too deeply.") from None
     if not isinstance(data, dict):
         raise web.HTTPBadRequest(text="The body must be a JSON object.")
     return data
@@ -91,7 +94,8 @@ async def rehighlight(request: web.Request) -> web.Response:
     again as a new revision (a new job id, never blocked by the old job's kept result)."""
     ident = snippet_id(request)
     # No body at all is fine; a form's content type (what another site can send) is not.
-    bare = not request.can_read_body and request.content_type in (
+    # The body may have been read already (the rate limit reads it): read() returns it again.
+    bare = not await request.read() and request.content_type in (
         "application/octet-stream", "application/json")
     data = {} if bare else await read_json(request)
     language = data.get("language")

@@ -1,5 +1,6 @@
 """Rendered pages of finished snippets, kept per web process.
 
+Requests for a body being rendered wait for that rendering instead of starting their own.
 A finished snippet's page changes only when it is highlighted again (a new revision) or
 expires. Every change is announced on the snippet-done channel, which evicts the entry in
 every web process; a process that lost the channel forgets everything, and an entry
@@ -8,13 +9,15 @@ carries its snippet's expiry time.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 MAX_ENTRIES = 2000
 MAX_BYTES = 64 * 1024 * 1024
-KINDS = ("page", "json")
+KINDS = ("page", "json", "code")
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,7 @@ class PageCache:
 
     def __init__(self, max_entries: int = MAX_ENTRIES, max_bytes: int = MAX_BYTES) -> None:
         self._entries: OrderedDict[tuple[str, int], Entry] = OrderedDict()
+        self._rendering: dict[tuple[str, int], asyncio.Task[bytes]] = {}
         self._bytes = 0
         self.evictions = 0  # read before a miss; put() refuses a body older than an eviction
         self.max_entries = max_entries
@@ -48,13 +52,31 @@ class PageCache:
             evictions: int) -> None:
         """Keep a body of a finished snippet (one of KINDS), rendered from a read made when
         ``evictions`` was current: if anything was evicted since, the body may be stale."""
-        if evictions != self.evictions or kind not in KINDS or len(body) > self.max_bytes // 16:
+        if evictions != self.evictions or kind not in KINDS or len(body) > self.max_bytes // 8:
             return
         self._drop((kind, snippet_id))
         self._entries[(kind, snippet_id)] = Entry(body, expires_at)
         self._bytes += len(body)
         while len(self._entries) > self.max_entries or self._bytes > self.max_bytes:
             self._drop(next(iter(self._entries)))
+
+    async def shared(self, kind: str, snippet_id: int,
+                     render: Callable[[], Awaitable[bytes]]) -> bytes:
+        """``render()``, or the rendering of the same body already under way: one read and
+        one copy however many requests ask at once (a caller that is cancelled does not
+        cancel it for the others)."""
+        key = (kind, snippet_id)
+        task = self._rendering.get(key)
+        if task is None:
+            task = self._rendering[key] = asyncio.ensure_future(render())
+            task.add_done_callback(lambda done: self._finished(key, done))
+        return await asyncio.shield(task)
+
+    def _finished(self, key: tuple[str, int], task: asyncio.Task[bytes]) -> None:
+        if self._rendering.get(key) is task:
+            del self._rendering[key]
+        if not task.cancelled():
+            task.exception()  # retrieved here too, in case every caller was cancelled
 
     def evict(self, snippet_id: int) -> None:
         """Forget every page of this snippet."""

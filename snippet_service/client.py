@@ -8,7 +8,11 @@ from urllib.parse import urlencode
 
 import aiohttp
 
-MAX_RESPONSE_BYTES = 4 * 1024 * 1024
+# Pygments' HTML is up to about 27 times its input on dense one-character tokens (each in
+# its own <span>, with < and & escaped), so the answer may be RESPONSE_BYTES_PER_CODE_BYTE
+# times the largest code, and never less than MIN_RESPONSE_BYTES.
+RESPONSE_BYTES_PER_CODE_BYTE = 32
+MIN_RESPONSE_BYTES = 4 * 1024 * 1024
 MAX_REASON_CHARS = 500
 FORM_HEADERS = {"Content-Type": "application/x-www-form-urlencoded"}
 
@@ -32,6 +36,11 @@ class HighlighterUnavailable(HighlighterError):
 
 class HighlighterRejected(HighlighterError):
     """The highlighter refused this input (a 4xx answer); trying again will not help."""
+
+
+def max_response_bytes(max_snippet_bytes: int) -> int:
+    """The most of an answer the worker reads for code of up to ``max_snippet_bytes``."""
+    return max(MIN_RESPONSE_BYTES, RESPONSE_BYTES_PER_CODE_BYTE * max_snippet_bytes)
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -78,14 +87,16 @@ async def client_session(
         yield session
 
 
-async def highlight(session: aiohttp.ClientSession, url: str, lang: str, code: str) -> str:
-    """POST lang and code as a form; return the HTML or raise a HighlighterError."""
+async def highlight(session: aiohttp.ClientSession, url: str, lang: str, code: str,
+                    max_bytes: int = MIN_RESPONSE_BYTES) -> str:
+    """POST lang and code as a form; return the HTML (at most ``max_bytes``, see
+    ``max_response_bytes``) or raise a HighlighterError."""
     form = urlencode({"lang": lang, "code": code}).encode()  # encoded once, sent as is
     try:
         async with session.post(
             url, data=form, headers=FORM_HEADERS, allow_redirects=False
         ) as response:
-            body = await _read_capped(response, MAX_RESPONSE_BYTES)
+            body = await _read_capped(response, max_bytes)
             status = response.status
             retry_after = _retry_after(response.headers.get("Retry-After"))
             content_type = response.content_type
@@ -110,7 +121,7 @@ async def highlight(session: aiohttp.ClientSession, url: str, lang: str, code: s
         raise HighlighterUnavailable(f"highlighter answered {status}", status=status)
     if body is None:
         raise HighlighterRejected(
-            f"highlighter response is over {MAX_RESPONSE_BYTES} bytes", status=status
+            f"highlighter response is over {max_bytes} bytes", status=status
         )
     if content_type != "text/html":
         raise HighlighterRejected(

@@ -59,6 +59,15 @@ def _int_between(low: int, high: int) -> Callable[[str], int]:
     return parse
 
 
+def _flag(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("use 1/0, true/false, yes/no or on/off")
+
+
 def _url(schemes: tuple[str, ...]) -> Callable[[str], str]:
     def parse(raw: str) -> str:
         parts = urlsplit(raw)
@@ -115,6 +124,18 @@ class Config:
     reconcile_after: float = 60.0
     dashboard_password: str = field(default="", repr=False)
     rate_limit_per_minute: int = 60
+    # Hostile-client limits (README, "Limits and security").
+    rate_limit_bytes_per_minute: int = 4 * 1024 * 1024
+    daily_bytes_per_client: int = 64 * 1024 * 1024
+    highlight_render_seconds: float = 5.0
+    highlighter_queue: int = 32
+    highlighter_host: str = "127.0.0.1"
+    event_streams_per_client: int = 20
+    event_streams_total: int = 1000
+    body_read_timeout: float = 10.0
+    body_bytes_in_flight_per_client: int = 8 * 1024 * 1024
+    min_free_disk_mb: int = 100
+    cookie_secure: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
@@ -154,4 +175,32 @@ class Config:
             rate_limit_per_minute=_read(
                 env, "RATE_LIMIT_PER_MINUTE", _non_negative_int, cls.rate_limit_per_minute
             ),
+            rate_limit_bytes_per_minute=_read(
+                env, "RATE_LIMIT_BYTES_PER_MINUTE", _non_negative_int,
+                cls.rate_limit_bytes_per_minute,
+            ),
+            daily_bytes_per_client=_read(
+                env, "DAILY_BYTES_PER_CLIENT", _non_negative_int, cls.daily_bytes_per_client
+            ),
+            highlight_render_seconds=_read(
+                env, "HIGHLIGHT_RENDER_SECONDS", _seconds(0.1, 600), cls.highlight_render_seconds
+            ),
+            highlighter_queue=_read(env, "HIGHLIGHTER_QUEUE", _positive_int, cls.highlighter_queue),
+            highlighter_host=_read(env, "HIGHLIGHTER_HOST", str, cls.highlighter_host),
+            event_streams_per_client=_read(
+                env, "EVENT_STREAMS_PER_CLIENT", _positive_int, cls.event_streams_per_client
+            ),
+            event_streams_total=_read(
+                env, "EVENT_STREAMS_TOTAL", _positive_int, cls.event_streams_total
+            ),
+            body_read_timeout=_read(
+                env, "BODY_READ_TIMEOUT", _seconds(0.1, 3600), cls.body_read_timeout
+            ),
+            body_bytes_in_flight_per_client=_read(
+                env, "BODY_BYTES_IN_FLIGHT_PER_CLIENT", _positive_int,
+                cls.body_bytes_in_flight_per_client,
+            ),
+            min_free_disk_mb=_read(env, "MIN_FREE_DISK_MB", _non_negative_int,
+                                   cls.min_free_disk_mb),
+            cookie_secure=_read(env, "COOKIE_SECURE", _flag, cls.cookie_secure),
         )

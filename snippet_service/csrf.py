@@ -7,7 +7,9 @@ Two independent checks guard every form POST:
   ``Host`` instead (the approach of Go's ``http.CrossOriginProtection``);
 - a token: a random value in an HttpOnly, SameSite=Lax cookie that the form repeats in a
   hidden field (``{{ csrf_token() }}`` in templates). Another site can neither read the
-  cookie nor guess the value.
+  cookie nor guess the value. With COOKIE_SECURE (the site is served over HTTPS, say by a
+  TLS-terminating proxy) the cookie is ``__Host-csrf_token``: Secure, Path=/ and no
+  Domain, so neither plain HTTP nor a sibling subdomain can set or overwrite it.
 
 The JSON API takes no cookies and accepts only ``application/json``, which a cross-site
 page cannot send without a CORS preflight that we never grant, so it is not checked.
@@ -27,10 +29,12 @@ from jinja2.runtime import Context
 from yarl import URL
 
 from snippet_service.middlewares import is_api, read_body
+from snippet_service.typedefs import CONFIG
 
 logger = logging.getLogger("snippet_service.csrf")
 
 COOKIE_NAME = "csrf_token"
+SECURE_COOKIE_NAME = "__Host-csrf_token"  # with COOKIE_SECURE
 FIELD_NAME = "csrf_token"
 COOKIE_MAX_AGE = 365 * 24 * 3600
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
@@ -47,8 +51,13 @@ _TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")
 ISSUED_TOKEN = web.RequestKey("csrf_issued_token", str)  # the cookie the response must set
 
 
+def cookie_name(request: web.Request) -> str:
+    """The token cookie's name: ``__Host-csrf_token`` with COOKIE_SECURE."""
+    return SECURE_COOKIE_NAME if request.app[CONFIG].cookie_secure else COOKIE_NAME
+
+
 def _cookie_token(request: web.Request) -> str | None:
-    value = request.cookies.get(COOKIE_NAME, "")
+    value = request.cookies.get(cookie_name(request), "")
     return value if _TOKEN.fullmatch(value) else None
 
 
@@ -130,12 +139,13 @@ async def set_csrf_cookie(request: web.Request, response: web.StreamResponse) ->
     token = request.get(ISSUED_TOKEN)
     if token is None:
         return
+    name = cookie_name(request)
     jar: SimpleCookie = SimpleCookie()
-    jar[COOKIE_NAME] = token
-    morsel = jar[COOKIE_NAME]
+    jar[name] = token
+    morsel = jar[name]
     morsel.update({"max-age": str(COOKIE_MAX_AGE), "path": "/", "samesite": "Lax"})
     morsel["httponly"] = True
-    if request.secure:
+    if request.secure or request.app[CONFIG].cookie_secure:
         morsel["secure"] = True
     # The signal runs after aiohttp turned response.cookies into headers: add the header.
     response.headers.add("Set-Cookie", morsel.OutputString())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -39,6 +39,12 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE snippets ADD COLUMN expires_at TEXT;
     ALTER TABLE snippets ADD COLUMN queued_at TEXT;
     CREATE INDEX snippets_expires_at ON snippets (expires_at) WHERE expires_at IS NOT NULL;
+    """,
+    # Everything lists and status checks read, so they never touch the large columns
+    # (the code and the HTML); the queries name it (INDEXED BY) and its exact expression.
+    """
+    CREATE INDEX snippets_summary ON snippets (id, status, revision, expires_at, language,
+        created_at, updated_at, substr(plain_code, 1, 200));
     """,
 )
 
@@ -191,86 +197,6 @@ async def create_snippet(
                    highlight_at, expires_at, now)
 
 
-@dataclass(frozen=True)
-class Draft:
-    """A snippet to create: see :func:`create_snippet`."""
-
-    language: str
-    plain_code: str
-    highlight_in: float = 0.0
-    expires_in: float | None = None
-
-
-# One multi-row statement stays well below SQLite's 32,766 bound parameters.
-MAX_BATCH_ROWS = 500
-_INSERT_COLUMNS = ("language", "plain_code", "status", "created_at", "updated_at",
-                   "highlight_at", "expires_at", "queued_at")
-
-
-async def create_snippets(db: Database, drafts: Sequence[Draft]) -> list[Snippet]:
-    """Store many pending snippets in one statement (one transaction); in the drafts' order."""
-    created: list[Snippet] = []
-    for first in range(0, len(drafts), MAX_BATCH_ROWS):
-        chunk = drafts[first:first + MAX_BATCH_ROWS]
-        now = utcnow()
-        rows = [(d.language, d.plain_code, PENDING, now, now,
-                 utcnow(d.highlight_in) if d.highlight_in > 0 else None,
-                 utcnow(d.expires_in) if d.expires_in else None, now) for d in chunk]
-        placeholders = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * len(rows))
-        returned = await db.write_returning(
-            f"INSERT INTO snippets ({', '.join(_INSERT_COLUMNS)}) VALUES {placeholders}"
-            " RETURNING id",
-            tuple(value for row in rows for value in row),
-        )
-        # AUTOINCREMENT gives the rows of one statement rising ids in VALUES order.
-        ids = sorted(row[0] for row in returned)
-        if len(ids) != len(rows):
-            raise RuntimeError(f"inserted {len(ids)} of {len(rows)} snippets")
-        created.extend(Snippet(snippet_id, *row[:2], None, PENDING, None, 1, now, now, *row[5:])
-                       for snippet_id, row in zip(ids, rows, strict=True))
-    return created
-
-
-async def get_snippets(db: Database, snippet_ids: Sequence[int]) -> dict[int, Snippet]:
-    """The unexpired snippets among these ids, in one query (missing ids are left out)."""
-    found: dict[int, Snippet] = {}
-    unique = list(dict.fromkeys(snippet_ids))
-    for first in range(0, len(unique), MAX_BATCH_ROWS):
-        chunk = unique[first:first + MAX_BATCH_ROWS]
-        async with db.connection() as conn:
-            rows = await conn.execute_fetchall(
-                f"SELECT * FROM snippets WHERE id IN ({', '.join('?' * len(chunk))})"
-                " AND (expires_at IS NULL OR expires_at > ?)",
-                (*chunk, utcnow()),
-            )
-        for row in rows:
-            snippet = Snippet.from_row(row)
-            found[snippet.id] = snippet
-    return found
-
-
-async def mark_many_highlighted(
-    db: Database, results: Sequence[tuple[int, int, str]]
-) -> set[tuple[int, int]]:
-    """Store many (snippet id, revision, html) results in one statement per chunk (group
-    commit). As with :func:`mark_highlighted`, a row is written only while that revision is
-    still pending; returns the (id, revision) pairs that were written."""
-    written: set[tuple[int, int]] = set()
-    for first in range(0, len(results), MAX_BATCH_ROWS):
-        chunk = results[first:first + MAX_BATCH_ROWS]
-        values = ", ".join(["(?, ?, ?)"] * len(chunk))
-        rows = await db.write_returning(
-            f"WITH done(id, revision, html) AS (VALUES {values})"
-            " UPDATE snippets SET highlighted_code = done.html, status = ?, error = NULL,"
-            " updated_at = ? FROM done WHERE snippets.id = done.id"
-            " AND snippets.revision = done.revision AND snippets.status = ?"
-            " RETURNING snippets.id, snippets.revision",
-            (*(value for result in chunk for value in result), HIGHLIGHTED, utcnow(), PENDING),
-        )
-        written.update((int(row[0]), int(row[1])) for row in rows)
-    return written
-
-
 async def get_snippet(db: Database, snippet_id: int) -> Snippet:
     """Return one unexpired snippet or raise SnippetNotFound."""
     async with db.connection() as conn:
@@ -292,6 +218,46 @@ async def recent_snippets(db: Database, limit: int = 20) -> list[Snippet]:
             (utcnow(), limit),
         )
     return [Snippet.from_row(row) for row in rows]
+
+
+EXCERPT_CHARS = 200  # what a list shows of the code; the 200 in snippets_summary
+
+
+@dataclass(frozen=True)
+class SnippetSummary:
+    """What a list of snippets shows: never the whole code or the highlighted HTML."""
+
+    id: int
+    language: str
+    status: str
+    excerpt: str  # the first EXCERPT_CHARS characters of the code
+    created_at: str
+    updated_at: str
+
+
+async def recent_summaries(db: Database, limit: int = 20) -> list[SnippetSummary]:
+    """The newest unexpired snippets first, as list rows (a short excerpt of the code)."""
+    async with db.connection() as conn:
+        rows = await conn.execute_fetchall(
+            f"SELECT id, language, status, substr(plain_code, 1, {EXCERPT_CHARS}), created_at,"
+            " updated_at FROM snippets INDEXED BY snippets_summary"
+            " WHERE expires_at IS NULL OR expires_at > ? ORDER BY id DESC LIMIT ?",
+            (utcnow(), limit),
+        )
+    return [SnippetSummary(*row) for row in rows]
+
+
+async def snippet_status(db: Database, snippet_id: int) -> tuple[str, int] | None:
+    """The (status, revision) of one unexpired snippet, or None; never reads its code."""
+    async with db.connection() as conn:
+        rows = await conn.execute_fetchall(
+            "SELECT status, revision FROM snippets INDEXED BY snippets_summary"
+            " WHERE id = ? AND (expires_at IS NULL OR expires_at > ?)",
+            (snippet_id, utcnow()),
+        )
+    for row in rows:
+        return str(row[0]), int(row[1])
+    return None
 
 
 async def count_snippets(db: Database) -> int:

@@ -1,12 +1,12 @@
 """One Redis subscription per web process that wakes the pages waiting on a snippet and
-evicts changed snippets from the page cache."""
+evicts changed snippets from the page cache; the count of open live-update streams."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from redis.asyncio import Redis
@@ -16,6 +16,77 @@ from snippet_service.cache import PageCache
 from snippet_service.queue import DONE_CHANNEL
 
 logger = logging.getLogger("snippet_service.events")
+
+
+class StreamsFull(Exception):
+    """No stream slot is free, for this client or for everyone."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+# How often the open streams are checked for clients that left (one pass for all of them).
+SWEEP_SECONDS = 0.25
+
+
+class Slot:
+    """One open stream: ``gone()`` says whether its client left; the sweep then sets
+    ``wake`` so the stream ends at once rather than at its next write."""
+
+    def __init__(self, gone: Callable[[], bool]) -> None:
+        self.gone = gone
+        self.wake: asyncio.Event | None = None
+
+
+class StreamSlots:
+    """Open live-update streams in this process, per client address and in total."""
+
+    def __init__(self, per_client: int, total: int) -> None:
+        self.per_client = per_client
+        self.total = total
+        self._by_client: defaultdict[str, int] = defaultdict(int)
+        self._slots: set[Slot] = set()
+        self._sweeper: asyncio.Task[None] | None = None
+
+    @property
+    def open(self) -> int:
+        return len(self._slots)
+
+    def count(self, client: str) -> int:
+        """Streams this client has open now."""
+        return self._by_client.get(client, 0)
+
+    @contextmanager
+    def hold(self, client: str, gone: Callable[[], bool]) -> Iterator[Slot]:
+        """A slot for one stream while the block runs; StreamsFull when none is free."""
+        if self.count(client) >= self.per_client:
+            raise StreamsFull(f"Your address has {self.per_client} live-update streams open"
+                              " already; close a page first.")
+        if self.open >= self.total:
+            raise StreamsFull("Too many live-update streams are open; try again shortly.")
+        slot = Slot(gone)
+        self._by_client[client] += 1
+        self._slots.add(slot)
+        if self._sweeper is None or self._sweeper.done():
+            self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
+        try:
+            yield slot
+        finally:
+            self._slots.discard(slot)
+            left = self._by_client[client] - 1
+            if left:
+                self._by_client[client] = left
+            else:
+                del self._by_client[client]
+
+    async def _sweep(self) -> None:
+        """Wake the streams whose clients left, while any stream is open."""
+        while self._slots:
+            await asyncio.sleep(SWEEP_SECONDS)
+            for slot in list(self._slots):
+                if slot.wake is not None and slot.gone():
+                    slot.wake.set()
 
 
 class DoneListener:

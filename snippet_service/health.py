@@ -1,17 +1,24 @@
-"""``GET /healthz``: Redis, SQLite and live workers, as JSON (503 when any is down)."""
+"""``GET /healthz``: Redis, SQLite, live workers and free disk space, as JSON (503 when any
+is missing or the disk is below MIN_FREE_DISK_MB). Failures show as plain states; what
+went wrong is logged."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from aiohttp import web
 from redis.exceptions import RedisError
 
 from snippet_service import db, workers
-from snippet_service.typedefs import DB, REDIS
+from snippet_service.disk import free_mb
+from snippet_service.typedefs import CONFIG, DB, REDIS
+
+logger = logging.getLogger("snippet_service.health")
 
 CHECK_TIMEOUT = 2.0
+UNREACHABLE = "unreachable"
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -19,8 +26,9 @@ async def healthz(request: web.Request) -> web.Response:
     try:
         await asyncio.wait_for(db.ping(request.app[DB]), CHECK_TIMEOUT)
         checks["sqlite"] = "ok"
-    except (TimeoutError, OSError, Exception) as exc:
-        checks["sqlite"] = f"error: {exc!r}"
+    except Exception as exc:
+        logger.warning("health check: SQLite: %r", exc)
+        checks["sqlite"] = UNREACHABLE
     try:
         redis = request.app[REDIS]
         await asyncio.wait_for(redis.ping(), CHECK_TIMEOUT)
@@ -28,8 +36,16 @@ async def healthz(request: web.Request) -> web.Response:
         live = await asyncio.wait_for(workers.live_workers(redis), CHECK_TIMEOUT)
         checks["workers"] = len(live)
     except (TimeoutError, RedisError, OSError) as exc:
-        checks["redis"] = f"error: {exc!r}"
+        logger.warning("health check: Redis: %r", exc)
+        checks["redis"] = UNREACHABLE
         checks["workers"] = 0
-    healthy = checks["sqlite"] == "ok" and checks["redis"] == "ok" and checks["workers"] > 0
-    body = {"status": "ok" if healthy else "unhealthy", "checks": checks}
+    config = request.app[CONFIG]
+    free = free_mb(config.db_path)
+    disk_ok = free is None or free >= config.min_free_disk_mb
+    disk = {"state": "ok" if disk_ok else "low",
+            "free_mb": None if free is None else int(free),
+            "min_free_mb": config.min_free_disk_mb}
+    healthy = (checks["sqlite"] == "ok" and checks["redis"] == "ok" and checks["workers"] > 0
+               and disk_ok)
+    body = {"status": "ok" if healthy else "unhealthy", "checks": checks, "disk": disk}
     return web.json_response(body, status=200 if healthy else 503)

@@ -3,16 +3,19 @@
 ``POST /`` with form fields ``lang`` and ``code`` answers an HTML fragment;
 ``GET /languages`` lists the languages; ``GET /style.css`` serves the stylesheet.
 Run it with ``python -m snippet_service.highlighter``.
+
+Every render runs in a pool of processes with a deadline (``HIGHLIGHT_RENDER_SECONDS``):
+a render past it has its process killed and is answered 422 "too slow to highlight", a
+final answer. At most ``HIGHLIGHTER_QUEUE`` renders wait for a process; past that the
+answer is 503 with ``Retry-After``. A client that hangs up cancels its render.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import multiprocessing
+import math
 import os
 from collections.abc import AsyncIterator
-from concurrent.futures import ProcessPoolExecutor
 from functools import lru_cache
 
 from aiohttp import web
@@ -22,13 +25,15 @@ from pygments.lexers import get_all_lexers, get_lexer_by_name
 from pygments.util import ClassNotFound
 
 from snippet_service.config import Config, ConfigError
+from snippet_service.renderpool import PoolBusy, RenderFailed, RenderPool, RenderTimeout
 
 logger = logging.getLogger("snippet_service.highlighter")
 
 STYLE = "default"
 CSS_CLASS = "highlight"
-EXECUTOR = web.AppKey("executor", ProcessPoolExecutor)
+POOL = web.AppKey("render_pool", RenderPool)
 MAX_CODE = web.AppKey("max_code", int)
+TOO_SLOW = "too slow to highlight"
 
 
 @lru_cache(maxsize=1)
@@ -77,11 +82,24 @@ async def highlight_view(request: web.Request) -> web.Response:
     lang = lang.strip().lower()
     if lang not in known_aliases():
         raise web.HTTPBadRequest(text=f"unknown language {lang!r}")
-    loop = asyncio.get_running_loop()
+    pool = request.app[POOL]
     try:
-        html = await loop.run_in_executor(request.app[EXECUTOR], render, lang, code)
-    except ClassNotFound:
-        raise web.HTTPBadRequest(text=f"unknown language {lang!r}") from None
+        html = await pool.render(lang, code)
+    except RenderTimeout:
+        logger.warning("render of %d bytes of %s stopped after %gs", len(code), lang,
+                       pool.seconds)
+        raise web.HTTPUnprocessableEntity(
+            text=f"{TOO_SLOW} (over {pool.seconds:g} s)") from None
+    except PoolBusy:
+        raise web.HTTPServiceUnavailable(
+            text="the highlighter is busy; try again later",
+            headers={"Retry-After": str(max(1, math.ceil(pool.seconds)))},
+        ) from None
+    except RenderFailed as exc:
+        if exc.kind == ClassNotFound.__name__:
+            raise web.HTTPBadRequest(text=f"unknown language {lang!r}") from None
+        logger.warning("render of %s failed: %s: %s", lang, exc.kind, exc)
+        raise web.HTTPUnprocessableEntity(text=f"could not highlight: {exc.kind}") from None
     return web.Response(text=html, content_type="text/html")
 
 
@@ -93,26 +111,28 @@ async def style_view(request: web.Request) -> web.Response:
     return web.Response(text=stylesheet(), content_type="text/css")
 
 
-def _warm_up() -> None:
-    render("python", "pass")
-
-
-def create_app(max_code_bytes: int = 512 * 1024, processes: int | None = None) -> web.Application:
-    """The highlighter app; Pygments runs in a pool of worker processes."""
+def create_app(
+    max_code_bytes: int = 512 * 1024,
+    processes: int | None = None,
+    render_seconds: float = 5.0,
+    max_waiting: int = 32,
+) -> web.Application:
+    """The highlighter app; Pygments runs in a pool of processes, each render with a
+    deadline of ``render_seconds``, at most ``max_waiting`` renders waiting."""
     app = web.Application(client_max_size=max_code_bytes * 4 + 64 * 1024)
     app[MAX_CODE] = max_code_bytes
 
-    async def executor_ctx(app: web.Application) -> AsyncIterator[None]:
-        executor = ProcessPoolExecutor(
-            max_workers=processes or os.cpu_count() or 1,
-            mp_context=multiprocessing.get_context("forkserver"),
-        )
-        await asyncio.get_running_loop().run_in_executor(executor, _warm_up)
-        app[EXECUTOR] = executor
-        yield
-        executor.shutdown(wait=True, cancel_futures=True)
+    async def pool_ctx(app: web.Application) -> AsyncIterator[None]:
+        pool = RenderPool(render, processes or os.cpu_count() or 1, render_seconds,
+                          max_waiting, preload=("snippet_service.highlighter",))
+        try:
+            await pool.start()
+            app[POOL] = pool
+            yield
+        finally:
+            await pool.close()
 
-    app.cleanup_ctx.append(executor_ctx)
+    app.cleanup_ctx.append(pool_ctx)
     app.router.add_post("/", highlight_view, name="highlight")
     app.router.add_get("/languages", languages_view, name="languages")
     app.router.add_get("/style.css", style_view, name="style")
@@ -125,15 +145,22 @@ def main() -> None:
         config = Config.from_env()
     except ConfigError as exc:
         raise SystemExit(f"configuration error: {exc}") from None
+    app = create_app(config.max_snippet_bytes, render_seconds=config.highlight_render_seconds,
+                     max_waiting=config.highlighter_queue)
     web.run_app(
-        create_app(config.max_snippet_bytes),
-        host=config.host,
+        app,
+        host=config.highlighter_host,
         port=config.highlighter_port,
+        handler_cancellation=True,  # a client that hangs up frees its render process
         print=lambda _: logger.info(
-            "highlighter listening on http://%s:%d/", config.host, config.highlighter_port
+            "highlighter listening on http://%s:%d/", config.highlighter_host,
+            config.highlighter_port
         ),
     )
 
 
 if __name__ == "__main__":
-    main()
+    # Run as the importable module, so that render processes find ``render`` by its name.
+    from snippet_service.highlighter import main as module_main
+
+    module_main()

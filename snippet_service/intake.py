@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from arq.connections import ArqRedis
 from redis.exceptions import RedisError
 
-from snippet_service import db
+from snippet_service import bulk, db
 from snippet_service.batching import Batcher
 from snippet_service.queue import NewJob, enqueue_many, snippet_jobs
 
@@ -28,19 +28,19 @@ class Intake:
         self._database = database
         self._redis = redis
         self._queue_name = queue_name
-        self._batcher: Batcher[db.Draft, db.Snippet] = Batcher(
-            self._flush, max_size=db.MAX_BATCH_ROWS, concurrency=2, name="intake"
+        self._batcher: Batcher[bulk.Draft, db.Snippet] = Batcher(
+            self._flush, max_size=bulk.MAX_BATCH_ROWS, concurrency=2, name="intake"
         )  # one batch is enqueued in Redis while the next is inserted
 
-    async def create(self, draft: db.Draft) -> db.Snippet:
+    async def create(self, draft: bulk.Draft) -> db.Snippet:
         """Store one pending snippet and enqueue its jobs, with whatever else is waiting."""
         return await self._batcher.submit(draft)
 
     async def close(self) -> None:
         await self._batcher.close()
 
-    async def _flush(self, drafts: Sequence[db.Draft]) -> list[db.Snippet]:
-        snippets = await db.create_snippets(self._database, drafts)
+    async def _flush(self, drafts: Sequence[bulk.Draft]) -> list[db.Snippet]:
+        snippets = await bulk.create_snippets(self._database, drafts)
         jobs: list[NewJob] = []
         for snippet in snippets:
             jobs += snippet_jobs(

@@ -15,7 +15,7 @@ from pathlib import Path
 from types import FrameType
 
 from snippet_service.config import Config, ConfigError
-from snippet_service.valkey import free_port, start_valkey, wait_for_port
+from snippet_service.valkey import free_port, private_password, start_valkey, wait_for_port
 
 logger = logging.getLogger("snippet_service.launcher")
 
@@ -88,13 +88,17 @@ def main() -> int:
         if not config.redis_url_set:
             port = int(env.get("VALKEY_PORT") or free_port())
             data_dir = config.db_path.parent / "valkey"
-            processes.append(("valkey", start_valkey(port, data_dir, preexec_fn=die_with_parent)))
-            env["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
-            logger.info("private Valkey on %s (data in %s)", env["REDIS_URL"], data_dir)
+            password = private_password(data_dir / "password")
+            processes.append(("valkey", start_valkey(port, data_dir, preexec_fn=die_with_parent,
+                                                     password=password)))
+            env["REDIS_URL"] = f"redis://:{password}@127.0.0.1:{port}/0"
+            logger.info("private Valkey on redis://127.0.0.1:%d/0 (data in %s, password in %s)",
+                        port, data_dir, data_dir / "password")
         if not config.highlighter_url_set:
             processes.append(("highlighter", _python("-m", "snippet_service.highlighter", env=env)))
-            wait_for_port(config.highlighter_port, 30.0, processes[-1][1], config.host)
-            env["HIGHLIGHTER_URL"] = f"http://{url_host(config.host)}:{config.highlighter_port}/"
+            host = config.highlighter_host  # loopback unless HIGHLIGHTER_HOST says otherwise
+            wait_for_port(config.highlighter_port, 30.0, processes[-1][1], host)
+            env["HIGHLIGHTER_URL"] = f"http://{url_host(host)}:{config.highlighter_port}/"
         processes.append(("worker", _python("run_worker.py", env=env)))
         processes.append(("web", _python("run_web.py", env=env)))
         wait_for_port(config.port, 30.0, processes[-1][1], config.host)

@@ -19,16 +19,24 @@ from snippet_service.csrf import check_csrf, set_csrf_cookie, template_csrf_toke
 from snippet_service.dashboard import setup_dashboard
 from snippet_service.dashboard.access import check_dashboard_access
 from snippet_service.db import Database
-from snippet_service.events import DoneListener
+from snippet_service.events import DoneListener, StreamSlots
 from snippet_service.forms import max_body_bytes
 from snippet_service.hits import HitCounter
 from snippet_service.intake import Intake
 from snippet_service.languages import fetch_languages
-from snippet_service.middlewares import errors, guard, security_headers, template_csp_nonce
+from snippet_service.middlewares import (
+    check_body,
+    errors,
+    guard,
+    security_headers,
+    template_csp_nonce,
+)
 from snippet_service.queue import open_pool
 from snippet_service.ratelimit import check_rate_limit
 from snippet_service.routes import setup_routes
+from snippet_service.throttle import BytesInFlight
 from snippet_service.typedefs import (
+    BODIES,
     CONFIG,
     DB,
     DONE,
@@ -38,6 +46,7 @@ from snippet_service.typedefs import (
     LANGUAGES,
     PAGES,
     REDIS,
+    STREAMS,
 )
 
 logger = logging.getLogger("snippet_service.main")
@@ -89,10 +98,14 @@ async def done_listener_ctx(app: web.Application) -> AsyncIterator[None]:
 def create_app(config: Config) -> web.Application:
     """Build the web app for this configuration."""
     app = web.Application(
-        middlewares=[errors, guard(check_dashboard_access, check_csrf, check_rate_limit)],
+        middlewares=[
+            errors, guard(check_dashboard_access, check_csrf, check_rate_limit, check_body)
+        ],
         client_max_size=max_body_bytes(config.max_snippet_bytes),
     )
     app[CONFIG] = config
+    app[BODIES] = BytesInFlight(config.body_bytes_in_flight_per_client)
+    app[STREAMS] = StreamSlots(config.event_streams_per_client, config.event_streams_total)
     aiohttp_jinja2.setup(
         app,
         loader=jinja2.FileSystemLoader(TEMPLATES_DIR),

@@ -1,23 +1,26 @@
-"""Error pages (JSON under /api), request bodies read up front, security headers and
-request ids."""
+"""Error pages (JSON under /api), request bodies read up front (with a size cap, a time
+limit and a cap on the bytes one client may have in flight), security headers, request ids
+and quiet logs for malformed requests."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
+import math
 import secrets
 from collections.abc import Awaitable, Callable
 
 import aiohttp_jinja2
 import jinja2
-from aiohttp import web
+from aiohttp import web, web_response
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Middleware
 from jinja2.runtime import Context
 
 from snippet_service.db import SnippetNotFound
 from snippet_service.forms import SnippetTooLarge
-from snippet_service.typedefs import CONFIG
+from snippet_service.typedefs import BODIES, CONFIG
 
 logger = logging.getLogger("snippet_service.middlewares")
 
@@ -25,6 +28,11 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Check = Callable[[web.Request], Awaitable[None]]
 
 REQUEST_ID = web.RequestKey("request_id", str)
+BODY_READ = web.RequestKey("body_read", bool)
+# Set when the rest of the request will never arrive: answer, then close the connection.
+CLOSE_CONNECTION = web.RequestKey("close_connection", bool)
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+SERVER_NAME = "snippet-service"  # the Server header: no software versions
 
 # What aiohttp's multipart parser raises for a malformed body: bad boundaries and
 # lengths (ValueError), unknown charsets (LookupError) and transfer encodings
@@ -37,10 +45,12 @@ TITLES = {
     403: "Forbidden",
     404: "Not found",
     405: "Method not allowed",
+    408: "Request timeout",
     413: "Too large",
     415: "Unsupported media type",
     429: "Too many requests",
     500: "Something went wrong",
+    507: "Insufficient storage",
 }
 
 CSP_NONCE = web.RequestKey("csp_nonce", str)
@@ -110,18 +120,69 @@ def too_large_message(request: web.Request) -> str:
 
 
 async def read_body(request: web.Request) -> None:
-    """Read the whole body now (aiohttp keeps it for the handler), so that a body over
-    ``client_max_size`` is a 413 before anything else happens; idempotent."""
-    length = request.content_length
-    if length is not None and length > request.client_max_size:
-        raise web.HTTPRequestEntityTooLarge(request.client_max_size, length)
-    if request.content_type == "multipart/form-data":
-        try:
-            await request.post()
-        except MULTIPART_ERRORS:
-            raise web.HTTPBadRequest(text="The form could not be read.") from None
-    else:
-        await request.read()
+    """Read the whole body now (aiohttp keeps it for the handler); idempotent.
+
+    A Content-Length over ``client_max_size`` is a 413 before a byte is read (a chunked
+    body is cut off at the limit); a client already sending other bodies past
+    BODY_BYTES_IN_FLIGHT_PER_CLIENT is a 429 before a byte is read; a body that takes
+    longer than BODY_READ_TIMEOUT is a 408 and its connection is closed.
+    """
+    if request.get(BODY_READ):
+        return
+    length, limit = request.content_length, request.client_max_size
+    if length is not None and length > limit:
+        raise web.HTTPRequestEntityTooLarge(limit, length)
+    if request.body_exists:
+        await _read_in_time(request, limit if length is None else length)
+    request[BODY_READ] = True
+
+
+async def _read_in_time(request: web.Request, size: int) -> None:
+    from snippet_service.ratelimit import client_key  # ratelimit imports this module
+
+    config, in_flight, client = request.app[CONFIG], request.app[BODIES], client_key(request)
+    if not in_flight.reserve(client, size):
+        logger.debug("refused %s %s from %s: %d body bytes already in flight",
+                     request.method, request.path, request.remote, in_flight.held(client))
+        retry_after = str(math.ceil(config.body_read_timeout))
+        request[CLOSE_CONNECTION] = True  # reading on to discard the body would feed it
+        raise web.HTTPTooManyRequests(
+            text="Your address is already sending other requests; wait for them to finish.",
+            headers={"Retry-After": retry_after})
+    try:
+        async with asyncio.timeout(config.body_read_timeout):
+            if request.content_type == "multipart/form-data":
+                try:
+                    await request.post()
+                except MULTIPART_ERRORS:
+                    raise web.HTTPBadRequest(text="The form could not be read.") from None
+            else:
+                await request.read()
+    except TimeoutError:
+        logger.info("request %s %s from %s: the body did not arrive within %g s",
+                    request.method, request.path, request.remote, config.body_read_timeout)
+        request[CLOSE_CONNECTION] = True
+        raise web.HTTPRequestTimeout(
+            text=f"The request body did not arrive within {config.body_read_timeout:g} seconds."
+        ) from None
+    finally:
+        in_flight.release(client, size)
+
+
+async def check_body(request: web.Request) -> None:
+    """Every body a route takes is read here, before its handler, under read_body's limits."""
+    if request.method not in SAFE_METHODS and request.match_info.http_exception is None:
+        await read_body(request)
+
+
+async def _answer_and_close(request: web.Request,
+                            response: web.StreamResponse) -> web.StreamResponse:
+    """Send the response now, then close the connection without waiting for the rest of
+    the request (aiohttp would otherwise keep reading it for a while)."""
+    await response.prepare(request)
+    await response.write_eof()
+    request.protocol.force_close()
+    return response
 
 
 @web.middleware
@@ -141,7 +202,10 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         message = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else exc.reason
         kept = ("Allow", "Retry-After", "WWW-Authenticate")
         headers = {k: v for k, v in exc.headers.items() if k in kept}
-        return error_response(request, exc.status, message or exc.reason, headers)
+        response = error_response(request, exc.status, message or exc.reason, headers)
+        if request.get(CLOSE_CONNECTION):
+            return await _answer_and_close(request, response)
+        return response
     except ConnectionResetError:
         # The client went away while we read its request: nobody is left to answer.
         logger.info("request %s %s: the client disconnected (request id %s)",
@@ -156,6 +220,7 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
     """Sent with every response, streamed ones included (an on_response_prepare signal)."""
     headers = response.headers
+    headers["Server"] = SERVER_NAME
     headers.setdefault("X-Content-Type-Options", "nosniff")
     headers.setdefault("Referrer-Policy", "same-origin")
     headers.setdefault("X-Frame-Options", "DENY")
@@ -182,3 +247,33 @@ def guard(*checks: Check) -> Middleware:
         return await handler(request)
 
     return guarded
+
+
+def hide_server_version() -> None:
+    """Make aiohttp's own answers (a 400 for a malformed request, which no signal sees)
+    name no software versions either: aiohttp reads this module attribute per response."""
+    web_response.SERVER_SOFTWARE = SERVER_NAME  # type: ignore[attr-defined]
+
+
+class MalformedRequestFilter(logging.Filter):
+    """For aiohttp's server logger: a malformed request is the client's fault, so it is one
+    INFO line (what was wrong, one line, cut short) instead of an ERROR with a traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            what = " ".join(str(exc.message).split())[:200]
+            record.msg, record.args = "malformed request from %s: %d %r", (
+                record.args[0] if isinstance(record.args, tuple) and record.args else "?",
+                exc.code, what)
+            record.exc_info, record.exc_text = None, None
+            if record.levelno > logging.INFO:
+                record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+def quiet_malformed_requests() -> None:
+    """Install MalformedRequestFilter on aiohttp's server logger (once)."""
+    server_logger = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, MalformedRequestFilter) for f in server_logger.filters):
+        server_logger.addFilter(MalformedRequestFilter())

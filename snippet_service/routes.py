@@ -18,6 +18,7 @@ def setup_routes(app: web.Application) -> None:
     router.add_get("/snippets/{id}", views.show, name="snippet")
     router.add_get("/snippets/{id}/raw", views.raw, name="snippet_raw")
     router.add_get("/snippets/{id}/events", views.events, name="snippet_events")
+    router.add_get("/snippets/{id}/code", views.code, name="snippet_code")
     router.add_get("/highlight.css", views.highlight_css, name="highlight_css")
     router.add_post("/api/snippets", api.create, name="api_create_snippet")
     router.add_get("/api/snippets/{id}", api.show, name="api_snippet")

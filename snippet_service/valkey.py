@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import secrets
 import socket
 import subprocess
 import time
@@ -30,6 +32,24 @@ def server_binary() -> str:
     return str(path)
 
 
+def private_password(path: Path) -> str:
+    """The password kept in ``path`` (mode 0600), made once: a new random one when the file
+    is missing or empty."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        password = path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        password = ""
+    if not password:
+        password = secrets.token_urlsafe(32)
+        path.unlink(missing_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as out:
+            out.write(password + "\n")
+    os.chmod(path, 0o600)
+    return password
+
+
 def wait_for_port(
     port: int,
     timeout: float,
@@ -55,11 +75,15 @@ def start_valkey(
     persistent: bool = True,
     log_file: Path | None = None,
     preexec_fn: Callable[[], None] | None = None,
+    password: str | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start valkey-server on 127.0.0.1:port with its files in data_dir."""
+    """Start valkey-server on 127.0.0.1:port with its files in data_dir; with a password,
+    clients must AUTH with it (it goes in on stdin, never on the command line, which
+    every local user can read)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     args = [
         server_binary(),
+        *(["-"] if password else []),  # "-": read more configuration from stdin
         "--port", str(port),
         "--bind", "127.0.0.1",
         "--dir", str(data_dir.resolve()),
@@ -68,7 +92,11 @@ def start_valkey(
         "--daemonize", "no",
         "--logfile", str((log_file or data_dir / "valkey.log").resolve()),
     ]
-    process = subprocess.Popen(args, stdin=subprocess.DEVNULL, preexec_fn=preexec_fn)
+    stdin = subprocess.PIPE if password else subprocess.DEVNULL
+    process = subprocess.Popen(args, stdin=stdin, preexec_fn=preexec_fn)
+    if password and process.stdin is not None:
+        with process.stdin:
+            process.stdin.write(f'requirepass "{password}"\n'.encode())
     try:
         wait_for_port(port, 10.0, process)
     except ValkeyStartError:

@@ -1,4 +1,5 @@
-"""HTML pages: the form, a snippet, its raw code and its live-update stream."""
+"""HTML pages: the form, a snippet, its code fragment, its raw code and its live-update
+stream."""
 
 from __future__ import annotations
 
@@ -12,11 +13,14 @@ from urllib.parse import parse_qsl
 import aiohttp_jinja2
 from aiohttp import web
 
-from snippet_service import db
+from snippet_service import bulk, db
+from snippet_service.events import DoneListener, Slot, StreamsFull
 from snippet_service.forms import SnippetForm, validate_snippet
 from snippet_service.highlighter import stylesheet
 from snippet_service.options import EXPIRY_CHOICES, parse_expiry
-from snippet_service.typedefs import CONFIG, DB, DONE, INTAKE, LANGUAGES, PAGES
+from snippet_service.ratelimit import client_key
+from snippet_service.reasons import visitor_reason
+from snippet_service.typedefs import CONFIG, DB, DONE, INTAKE, LANGUAGES, PAGES, STREAMS
 
 logger = logging.getLogger("snippet_service.views")
 
@@ -24,6 +28,11 @@ MAX_ID = 2**63 - 1
 HTML_HEADERS = {"Content-Type": "text/html; charset=utf-8"}
 EVENTS_MAX_SECONDS = 600.0
 EVENTS_RECHECK_SECONDS = 2.0
+# A stream's client that leaves this much unread, or lets one write wait this long, is
+# not reading: its stream is dropped.
+EVENTS_MAX_UNSENT_BYTES = 16 * 1024
+EVENTS_WRITE_SECONDS = 5.0
+EVENTS_RETRY_AFTER = 10
 
 
 def snippet_id(request: web.Request) -> int:
@@ -45,7 +54,7 @@ async def store_and_enqueue(
     same tick (one INSERT, one Redis round trip). With Redis down the snippet stays pending
     and the worker's reconciler enqueues it later."""
     return await request.app[INTAKE].create(
-        db.Draft(form.language, form.plain_code, highlight_in, expires_in)
+        bulk.Draft(form.language, form.plain_code, highlight_in, expires_in)
     )
 
 
@@ -58,7 +67,7 @@ async def index_context(
         "expires_in": expires_in,
         "languages": request.app[LANGUAGES],
         "expiry_choices": EXPIRY_CHOICES,
-        "recent": await db.recent_snippets(request.app[DB]),
+        "recent": await db.recent_summaries(request.app[DB]),
     }
 
 
@@ -105,26 +114,51 @@ async def cached_body(
     request: web.Request, kind: str, render: Callable[[db.Snippet], bytes]
 ) -> bytes:
     """The rendered body of the snippet in the URL; a finished snippet's comes from the
-    page cache (only if nothing was evicted while it was read and rendered)."""
+    page cache (only if nothing was evicted while it was read and rendered). Requests
+    for the same fragment or JSON at the same time share one read and one rendering."""
     ident, pages = snippet_id(request), request.app[PAGES]
     body = pages.get(kind, ident)
-    if body is None:
+    if body is not None:
+        return body
+
+    async def load() -> bytes:
         evictions = pages.evictions
         snippet = await db.get_snippet(request.app[DB], ident)
         body = render(snippet)
         if snippet.status != db.PENDING:
             pages.put(kind, ident, body, expiry_epoch(snippet), evictions)
-    return body
+        return body
+
+    if kind == "page":  # a pending page carries its own request's script nonce
+        return await load()
+    return await pages.shared(kind, ident, load)
+
+
+def code_context(request: web.Request, snippet: db.Snippet) -> dict[str, Any]:
+    """What the snippet page and its code fragment show: never the stored error itself."""
+    return {"request": request, "snippet": snippet, "reason": visitor_reason(snippet.error)}
 
 
 async def show(request: web.Request) -> web.Response:
     """The snippet page."""
 
     def render(snippet: db.Snippet) -> bytes:
-        context = {"request": request, "snippet": snippet}
+        context = code_context(request, snippet)
         return aiohttp_jinja2.render_string("snippet.html", request, context).encode()
 
     return web.Response(body=await cached_body(request, "page", render), headers=HTML_HEADERS)
+
+
+async def code(request: web.Request) -> web.Response:
+    """The snippet's code as the page shows it (``_code.html``), which the page's script
+    swaps in when the stream says highlighting ended; one cached copy serves everyone."""
+
+    def render(snippet: db.Snippet) -> bytes:
+        context = code_context(request, snippet)
+        return aiohttp_jinja2.render_string("_code.html", request, context).encode()
+
+    body = await cached_body(request, "code", render)
+    return web.Response(body=body, headers={**HTML_HEADERS, "Cache-Control": "no-cache"})
 
 
 async def raw(request: web.Request) -> web.Response:
@@ -142,28 +176,78 @@ def _sse(event: str, data: object) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
 
 
+class ClientGone(Exception):
+    """The stream's client left, or stopped reading."""
+
+
+def _gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
+async def _send(request: web.Request, response: web.StreamResponse, chunk: bytes) -> None:
+    """Write a chunk of the stream, or raise ClientGone: the client is gone, has left
+    EVENTS_MAX_UNSENT_BYTES unread or lets the write wait EVENTS_WRITE_SECONDS."""
+    transport = request.transport
+    if transport is None or transport.is_closing():
+        raise ClientGone("disconnected")
+    if transport.get_write_buffer_size() > EVENTS_MAX_UNSENT_BYTES:
+        raise ClientGone("not reading")
+    try:
+        await asyncio.wait_for(response.write(chunk), EVENTS_WRITE_SECONDS)
+    except TimeoutError:
+        raise ClientGone("not reading") from None
+    except OSError:
+        raise ClientGone("disconnected") from None
+
+
 async def events(request: web.Request) -> web.StreamResponse:
-    """Server-sent events: one ``done`` event with the rendered code once highlighting ends."""
-    database, listener = request.app[DB], request.app[DONE]
-    ident = snippet_id(request)
-    snippet = await db.get_snippet(database, ident)
+    """Server-sent events: one ``done`` event (``{"status": …}``) once highlighting ends;
+    the page then fetches the code from ``/snippets/{id}/code``. At most
+    EVENT_STREAMS_PER_CLIENT streams per client address and EVENT_STREAMS_TOTAL in all
+    (429 above), and a client that does not read loses its stream."""
+    ident, listener = snippet_id(request), request.app[DONE]
+    state = await db.snippet_status(request.app[DB], ident)
+    if state is None:
+        raise db.SnippetNotFound(ident)
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
                                            "Cache-Control": "no-store"})
-    await response.prepare(request)
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + EVENTS_MAX_SECONDS
-    with listener.watch(ident) as wake:
-        while snippet.status == db.PENDING and loop.time() < deadline:
-            try:
-                await asyncio.wait_for(wake.wait(), EVENTS_RECHECK_SECONDS)
-            except TimeoutError:
-                await response.write(b": waiting\n\n")
-            wake.clear()
-            snippet = await db.get_snippet(database, ident)
-    if snippet.status != db.PENDING:
-        html = aiohttp_jinja2.render_string(
-            "_code.html", request, {"request": request, "snippet": snippet}
-        )
-        await response.write(_sse("done", {"status": snippet.status, "html": html}))
-    await response.write_eof()
+    try:
+        with request.app[STREAMS].hold(client_key(request), lambda: _gone(request)) as slot:
+            await _stream(request, response, listener, slot, ident, state)
+    except StreamsFull as exc:
+        raise web.HTTPTooManyRequests(
+            text=exc.message, headers={"Retry-After": str(EVENTS_RETRY_AFTER)}
+        ) from None
     return response
+
+
+async def _stream(request: web.Request, response: web.StreamResponse, listener: DoneListener,
+                  slot: Slot, ident: int, state: tuple[str, int]) -> None:
+    """Wait for the snippet to finish (woken by the done channel, its status re-read every
+    EVENTS_RECHECK_SECONDS), then send the news; a client that is gone or does not read
+    has its connection dropped."""
+    database, loop = request.app[DB], asyncio.get_running_loop()
+    deadline = loop.time() + EVENTS_MAX_SECONDS
+    try:
+        await response.prepare(request)
+        with listener.watch(ident) as wake:
+            slot.wake = wake  # also set when the client leaves
+            status: str | None = state[0]
+            while status == db.PENDING and loop.time() < deadline:
+                try:
+                    await asyncio.wait_for(wake.wait(), EVENTS_RECHECK_SECONDS)
+                except TimeoutError:
+                    await _send(request, response, b": waiting\n\n")
+                wake.clear()
+                if _gone(request):
+                    raise ClientGone("disconnected")
+                state_now = await db.snippet_status(database, ident)
+                status = state_now[0] if state_now else None
+        if status != db.PENDING:
+            await _send(request, response, _sse("done", {"status": status or "deleted"}))
+        await asyncio.wait_for(response.write_eof(), EVENTS_WRITE_SECONDS)
+    except (ClientGone, OSError) as exc:  # a reset, a broken pipe, a timed-out socket
+        logger.debug("stream of snippet %d dropped: %s", ident, exc)
+        if request.transport is not None:
+            request.transport.abort()  # a client that does not read keeps nothing queued

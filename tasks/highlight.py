@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 from snippet_service import db
-from snippet_service.client import highlight
+from snippet_service.client import highlight, max_response_bytes
 from snippet_service.jobs_admin import fail_snippet
 from snippet_service.queue import DONE_CHANNEL, publish_done, revision_of
 from snippet_service.sanitize import clean_html
@@ -31,9 +31,9 @@ async def highlight_snippet(ctx: dict[str, Any], snippet_id: int) -> str:
     if snippet.status != db.PENDING:
         return f"already {snippet.status}"
     ctx["snippet_revision"] = snippet.revision  # this job's own ctx, for on_dead
-    html = await highlight(
-        ctx["http"], ctx["config"].highlighter_url, snippet.language, snippet.plain_code
-    )
+    config = ctx["config"]
+    html = await highlight(ctx["http"], config.highlighter_url, snippet.language,
+                           snippet.plain_code, max_response_bytes(config.max_snippet_bytes))
     # Committed with the other results waiting (group commit) before the job finishes in
     # Redis: a crash in between runs the job again, and the revision check makes that safe.
     written = await store.store_highlight(snippet_id, snippet.revision, clean_html(html))

@@ -52,7 +52,7 @@ local now, slots, scan_limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(AR
 local ttl, in_progress, job_prefix, retry_prefix = ARGV[3], ARGV[5], ARGV[6], ARGV[7]
 local aborts_on = ARGV[9] == '1'
 local claimed, offset = {}, 0
-local page = math.max(slots * 2, 100)
+local page = math.min(math.max(slots * 2, 100), 1000)  -- unpack() takes a few thousand
 while #claimed < slots and offset < scan_limit do
   local ids = redis.call('ZRANGEBYSCORE', queue, '-inf', now, 'WITHSCORES', 'LIMIT', offset, page)
   local marks = {}

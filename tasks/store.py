@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from snippet_service import db
+from snippet_service import bulk, db
 from snippet_service.batching import Batcher
 
 
@@ -36,9 +36,9 @@ class SnippetStore:
         await self._writes.close()
 
     async def _read(self, snippet_ids: Sequence[int]) -> list[db.Snippet | None]:
-        found = await db.get_snippets(self.database, snippet_ids)
+        found = await bulk.get_snippets(self.database, snippet_ids)
         return [found.get(snippet_id) for snippet_id in snippet_ids]
 
     async def _write(self, results: Sequence[tuple[int, int, str]]) -> list[bool]:
-        written = await db.mark_many_highlighted(self.database, results)
+        written = await bulk.mark_many_highlighted(self.database, results)
         return [(snippet_id, revision) in written for snippet_id, revision, _ in results]

@@ -4,7 +4,8 @@ It lists ``python`` and ``refused``; ``refused`` always gets a 400 with a reason
 ``__name__`` of a key in HOSTILE or HUGE gets that answer instead of a highlight:
 
 - HOSTILE: 200 text/html with markup that must never reach a page (script, event
-  handlers, ``javascript:`` links, breaking out of ``<pre>``, ``<svg><style>``);
+  handlers, ``javascript:`` links, breaking out of ``<pre>``, ``<svg><style>``, ids of the
+  page's own elements);
 - ``__wrong_type__``: 200 application/json; ``__not_utf8__``: 200 text/html, not UTF-8;
   ``__latin1__``: 200 ``text/html; charset=iso-8859-1``;
 - HUGE: a 50 MB body, streamed chunk by chunk: ``__huge_chunked__`` chunked without a
@@ -31,6 +32,8 @@ HOSTILE = {
                   '<span class="n">link</span></a></pre></div>',
     "breakout": '<div class="highlight"><pre><span class="k">x</span></pre></div>'
                 '</div></section><script>alert("breakout")</script><pre>',
+    "spoof_id": '<div class="highlight" id="snippet-body"><pre><span class="k" id="live-region">'
+                'spoof</span></pre></div>',
     "svg_style": '<div class="highlight"><pre><svg><style>body{display:none}</style>'
                  '<script>alert("svg")</script></svg><style>*{color:red}</style>'
                  '<span class="s">styled</span></pre></div>',

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import re
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import aiohttp
+import psutil
 from multidict import CIMultiDict
 
 from snippet_service.csrf import COOKIE_NAME, FIELD_NAME
@@ -72,3 +76,24 @@ async def create_via_api(http: aiohttp.ClientSession, base_url: str, language: s
         assert response.status == 201, await response.text()
         body: dict[str, Any] = await response.json()
     return body
+
+
+@contextmanager
+def peak_rss(pid: int) -> Iterator[list[int]]:
+    """Sample a process's resident memory every 10 ms; yields [peak] (updated live)."""
+    process = psutil.Process(pid)
+    peak = [process.memory_info().rss]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(0.01):
+            peak[0] = max(peak[0], process.memory_info().rss)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        yield peak
+    finally:
+        stop.set()
+        thread.join()
+        peak[0] = max(peak[0], process.memory_info().rss)

@@ -63,7 +63,7 @@ class Stack:
     """The highlighter (ours unless a URL is given), a worker and the web app on free ports.
 
     The suite creates hundreds of snippets a minute from 127.0.0.1, so the creation rate
-    limit is off unless a test passes RATE_LIMIT_PER_MINUTE itself.
+    limits (snippets and bytes a minute, bytes a day) are off unless a test passes its own.
     """
 
     def __init__(self, redis_url: str, work_dir: Path, highlighter_url: str | None = None,
@@ -74,7 +74,8 @@ class Stack:
         self.processes: list[Process] = []
         self.port = free_port()
         env = base_env(REDIS_URL=redis_url, SNIPPETS_DB=str(self.db_path), PORT=str(self.port),
-                       **{"RATE_LIMIT_PER_MINUTE": "0", **extra_env})
+                       **{"RATE_LIMIT_PER_MINUTE": "0", "RATE_LIMIT_BYTES_PER_MINUTE": "0",
+                          "DAILY_BYTES_PER_CLIENT": "0", **extra_env})
         if highlighter_url is None:
             highlighter_port = free_port()
             env["HIGHLIGHTER_PORT"] = str(highlighter_port)

@@ -88,10 +88,11 @@ async def test_live_update_stream_delivers_the_highlight(stack: Stack,
             stack.start_worker()
     event, data = stream.strip().split("\n")
     assert event == "event: done"
-    done = json.loads(data.removeprefix("data: "))
-    assert done["status"] == "highlighted"
-    assert "status status-highlighted" in done["html"]
-    assert '<span class="n">x</span>' in done["html"]
+    assert json.loads(data.removeprefix("data: ")) == {"status": "highlighted"}
+    async with http.get(f"{stack.url}/snippets/{snippet_id}/code") as response:
+        code = await response.text()
+    assert "status status-highlighted" in code
+    assert '<span class="n">x</span>' in code
 
 
 async def test_home_page_lists_languages_and_recent_snippets(

@@ -11,6 +11,7 @@ from pathlib import Path
 import aiohttp
 import psutil
 import pytest
+import redis
 
 from snippet_service.valkey import free_port
 from tests.helpers import create_via_form, wait_for_snippet
@@ -29,10 +30,10 @@ def wait_for_line(log: Path, text: str, process: subprocess.Popen[bytes], timeou
 @pytest.mark.parametrize("stop", ["ctrl-c", "sigterm-to-make"])
 async def test_make_run_serves_highlights_and_stops_everything(
         tmp_path: Path, http: aiohttp.ClientSession, stop: str) -> None:
-    port, highlighter_port = free_port(), free_port()
+    port, highlighter_port, valkey_port = free_port(), free_port(), free_port()
     log = tmp_path / "make-run.log"
     env = base_env(PORT=str(port), HIGHLIGHTER_PORT=str(highlighter_port),
-                   SNIPPETS_DB=str(tmp_path / "var" / "snippets.db"))
+                   VALKEY_PORT=str(valkey_port), SNIPPETS_DB=str(tmp_path / "var" / "snippets.db"))
     with log.open("wb") as out:
         make = subprocess.Popen(["make", "run"], cwd=ROOT, env=env, stdout=out,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -51,6 +52,15 @@ async def test_make_run_serves_highlights_and_stops_everything(
         assert body["status"] == "highlighted"
         assert '<span class="nb">print</span>' in body["highlighted_code"]
         assert (tmp_path / "var" / "valkey").is_dir()
+        # The private Valkey wants the password kept under var/, which no command line shows.
+        password = (tmp_path / "var" / "valkey" / "password").read_text().strip()
+        assert password and password not in names
+        anonymous = redis.Redis(port=valkey_port)
+        with pytest.raises(redis.AuthenticationError):
+            anonymous.ping()
+        anonymous.close()
+        with redis.Redis(port=valkey_port, password=password) as client:
+            assert client.ping()
 
         if stop == "ctrl-c":
             os.killpg(make.pid, signal.SIGINT)

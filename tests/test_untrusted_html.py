@@ -1,4 +1,4 @@
-"""The highlighter's answer is untrusted: only Pygments' elements with class and id are
+"""The highlighter's answer is untrusted: only Pygments' elements with their class are
 stored and rendered, and an answer that is too big, not HTML or not UTF-8 fails the
 snippet with the reason, while the worker stays up and small."""
 
@@ -7,12 +7,8 @@ from __future__ import annotations
 import asyncio
 import re
 import sqlite3
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import aiohttp
-import psutil
 import pytest
 import redis
 from pygments import highlight
@@ -20,14 +16,16 @@ from pygments.formatters import HtmlFormatter
 from pygments.lexers import get_lexer_by_name
 
 from snippet_service import deadset
-from snippet_service.client import MAX_RESPONSE_BYTES
+from snippet_service.client import max_response_bytes
+from snippet_service.config import Config
 from snippet_service.highlighter import render
 from snippet_service.sanitize import TAGS, clean_html
 from tests.fake_highlighter import HOSTILE, HUGE, LYING_PREFIX
-from tests.helpers import create_via_api, create_via_form, wait_for_snippet
+from tests.helpers import create_via_api, create_via_form, peak_rss, wait_for_snippet
 from tests.servers import Stack
 
 WORKER_RSS_LIMIT = 150 * 1024 * 1024
+RESPONSE_CAP = max_response_bytes(Config().max_snippet_bytes)  # what fake_stack reads
 FORBIDDEN = ("<script", "alert(", "onerror", "onmouseover", "javascript:", "<svg", "<style",
              "<img", "<a ", "href=")
 
@@ -43,7 +41,7 @@ def stored_html(stack: Stack, snippet_id: int) -> str | None:
 
 FORMATTER_OPTIONS: list[dict[str, object]] = [
     {}, {"linenos": "table"}, {"linenos": "inline"}, {"wrapcode": True}, {"hl_lines": [1]},
-    {"linespans": "line"}, {"filename": "a.py"},
+    {"filename": "a.py"},
 ]
 
 
@@ -92,10 +90,19 @@ def test_everything_else_is_removed(markup: str) -> None:
     assert re.findall(r"<([a-z0-9!]+)", cleaned) == ["div", "pre"]
 
 
-def test_only_class_and_id_attributes_are_kept() -> None:
+def test_only_the_class_attribute_is_kept() -> None:
     cleaned = clean_html('<span class="k" id="line-1" style="color:red" title="t" onclick="x"'
                          ' data-x="1" name="n" href="/">k</span><td colspan="2">c</td>')
-    assert cleaned == '<span class="k" id="line-1">k</span>c'
+    assert cleaned == '<span class="k">k</span>c'
+
+
+def test_ids_pygments_writes_only_on_request_are_dropped() -> None:
+    # Only the linespans option (which our highlighter does not use) writes ids.
+    html = highlight("x = 1\n", get_lexer_by_name("python"),
+                     HtmlFormatter(cssclass="highlight", linespans="line"))
+    assert 'id="line-1"' in html
+    assert clean_html(html) == html.replace(' id="line-1"', "")
+    assert " id=" not in render("python", "x = 1\n" * 3)
 
 
 # End to end: the fake highlighter answers hostile markup, the worker stores it cleaned.
@@ -126,6 +133,19 @@ async def test_hostile_markup_never_reaches_the_database_or_the_page(
         assert marker not in stream
 
 
+async def test_a_highlighter_cannot_give_elements_the_pages_own_ids(
+        fake_stack: Stack, http: aiohttp.ClientSession) -> None:
+    snippet_id = await create_via_form(http, fake_stack.url, "python", "__spoof_id__")
+    body = await wait_for_snippet(http, fake_stack.url, snippet_id)
+    assert body["status"] == "highlighted", fake_stack.logs()
+    assert body["highlighted_code"] == ('<div class="highlight"><pre><span class="k">spoof</span>'
+                                        "</pre></div>")
+    async with http.get(f"{fake_stack.url}/snippets/{snippet_id}") as response:
+        page = await response.text()
+    assert page.count('id="snippet-body"') == 1
+    assert 'id="live-region"' not in page
+
+
 @pytest.mark.parametrize(("code", "reason"), [
     ("__wrong_type__", "highlighter answered application/json, not text/html"),
     ("__not_utf8__", "highlighter response is not UTF-8"),
@@ -141,27 +161,6 @@ async def test_answers_that_are_not_utf8_html_fail_with_the_reason(
     assert stored_html(fake_stack, created["id"]) is None
 
 
-@contextmanager
-def peak_rss(pid: int) -> Iterator[list[int]]:
-    """Sample a process's resident memory every 10 ms; yields [peak] (updated live)."""
-    process = psutil.Process(pid)
-    peak = [process.memory_info().rss]
-    stop = threading.Event()
-
-    def sample() -> None:
-        while not stop.wait(0.01):
-            peak[0] = max(peak[0], process.memory_info().rss)
-
-    thread = threading.Thread(target=sample, daemon=True)
-    thread.start()
-    try:
-        yield peak
-    finally:
-        stop.set()
-        thread.join()
-        peak[0] = max(peak[0], process.memory_info().rss)
-
-
 @pytest.mark.timeout(180)
 async def test_50_mb_answers_fail_without_the_worker_reading_them(
         fake_stack: Stack, http: aiohttp.ClientSession) -> None:
@@ -174,7 +173,7 @@ async def test_50_mb_answers_fail_without_the_worker_reading_them(
                   for kind, snippet in zip(HUGE, created, strict=True)}
     for kind in ("huge_chunked", "huge_unframed", "huge_declared"):
         assert bodies[kind]["status"] == "failed", (kind, fake_stack.logs())
-        assert bodies[kind]["error"] == f"highlighter response is over {MAX_RESPONSE_BYTES} bytes"
+        assert bodies[kind]["error"] == f"highlighter response is over {RESPONSE_CAP} bytes"
         assert stored_html(fake_stack, bodies[kind]["id"]) is None
     # A Content-Length that understates the body frames a short answer. Bytes past it that
     # arrive with the answer make it a malformed response; arriving later, they are never

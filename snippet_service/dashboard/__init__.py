@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import json
+import logging
 from datetime import UTC, datetime
 
 import aiohttp_jinja2
 from aiohttp import web
 
+from snippet_service.dashboard.access import AUTH_FAILURES_PER_MINUTE, describe
 from snippet_service.dashboard.views import setup_dashboard_routes
+from snippet_service.throttle import FailureWindow
+from snippet_service.typedefs import AUTH_FAILURES, CONFIG
+
+logger = logging.getLogger("snippet_service.dashboard")
 
 
 def _when(epoch: float | None) -> str:
@@ -32,3 +38,9 @@ def setup_dashboard(app: web.Application) -> None:
     env.filters["ago"] = _ago
     env.filters["tojson_text"] = lambda value: json.dumps(value, ensure_ascii=False)
     setup_dashboard_routes(app)
+    app[AUTH_FAILURES] = FailureWindow(AUTH_FAILURES_PER_MINUTE, 60.0)
+    app.on_startup.append(_log_access_rule)
+
+
+async def _log_access_rule(app: web.Application) -> None:
+    logger.info("%s", describe(app[CONFIG]))

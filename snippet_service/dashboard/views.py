@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -10,7 +11,11 @@ from aiohttp import web
 
 from snippet_service import deadset, jobs_admin, stats, workers
 from snippet_service.dashboard import data
+from snippet_service.dashboard.access import ACCESS
 from snippet_service.typedefs import CONFIG, DB, REDIS
+
+logger = logging.getLogger("snippet_service.dashboard")
+MAX_IDS_LOGGED = 20
 
 
 def _page_number(request: web.Request) -> int:
@@ -100,6 +105,11 @@ async def action(request: web.Request) -> web.StreamResponse:
     target, verb = request.match_info["set"], request.match_info["action"]
     form = await request.post()
     ids = [str(value) for value in form.getall("job_id", []) if isinstance(value, str)]
+    shown = [job_id[:100] for job_id in ids[:MAX_IDS_LOGGED]]
+    logger.info("dashboard action %s/%s by %s (%s): %s%s", target, verb, request.remote,
+                "authenticated" if request.get(ACCESS) == "password" else "loopback, no password",
+                "every job" if verb.endswith("_all") else shown,
+                f" and {len(ids) - len(shown)} more" if len(ids) > len(shown) else "")
     if verb.endswith("_all"):
         if (target, verb) == ("dead", "retry_all"):
             await jobs_admin.retry_all_dead(redis, database)

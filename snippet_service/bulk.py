@@ -1,0 +1,90 @@
+"""Multi-row statements for the batches: many new snippets in one INSERT, many snippets in
+one SELECT, many highlight results in one UPDATE (group commit). Each is one statement, so
+SQLite applies it atomically in autocommit mode."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from snippet_service.db import HIGHLIGHTED, PENDING, Database, Snippet, utcnow
+
+
+@dataclass(frozen=True)
+class Draft:
+    """A snippet to create: see :func:`create_snippet`."""
+
+    language: str
+    plain_code: str
+    highlight_in: float = 0.0
+    expires_in: float | None = None
+
+
+# One multi-row statement stays well below SQLite's 32,766 bound parameters.
+MAX_BATCH_ROWS = 500
+_INSERT_COLUMNS = ("language", "plain_code", "status", "created_at", "updated_at",
+                   "highlight_at", "expires_at", "queued_at")
+
+
+async def create_snippets(database: Database, drafts: Sequence[Draft]) -> list[Snippet]:
+    """Store many pending snippets in one statement (one transaction); in the drafts' order."""
+    created: list[Snippet] = []
+    for first in range(0, len(drafts), MAX_BATCH_ROWS):
+        chunk = drafts[first:first + MAX_BATCH_ROWS]
+        now = utcnow()
+        rows = [(d.language, d.plain_code, PENDING, now, now,
+                 utcnow(d.highlight_in) if d.highlight_in > 0 else None,
+                 utcnow(d.expires_in) if d.expires_in else None, now) for d in chunk]
+        placeholders = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * len(rows))
+        returned = await database.write_returning(
+            f"INSERT INTO snippets ({', '.join(_INSERT_COLUMNS)}) VALUES {placeholders}"
+            " RETURNING id",
+            tuple(value for row in rows for value in row),
+        )
+        # AUTOINCREMENT gives the rows of one statement rising ids in VALUES order.
+        ids = sorted(row[0] for row in returned)
+        if len(ids) != len(rows):
+            raise RuntimeError(f"inserted {len(ids)} of {len(rows)} snippets")
+        created.extend(Snippet(snippet_id, *row[:2], None, PENDING, None, 1, now, now, *row[5:])
+                       for snippet_id, row in zip(ids, rows, strict=True))
+    return created
+
+
+async def get_snippets(database: Database, snippet_ids: Sequence[int]) -> dict[int, Snippet]:
+    """The unexpired snippets among these ids, in one query (missing ids are left out)."""
+    found: dict[int, Snippet] = {}
+    unique = list(dict.fromkeys(snippet_ids))
+    for first in range(0, len(unique), MAX_BATCH_ROWS):
+        chunk = unique[first:first + MAX_BATCH_ROWS]
+        async with database.connection() as conn:
+            rows = await conn.execute_fetchall(
+                f"SELECT * FROM snippets WHERE id IN ({', '.join('?' * len(chunk))})"
+                " AND (expires_at IS NULL OR expires_at > ?)",
+                (*chunk, utcnow()),
+            )
+        for row in rows:
+            snippet = Snippet.from_row(row)
+            found[snippet.id] = snippet
+    return found
+
+
+async def mark_many_highlighted(
+    database: Database, results: Sequence[tuple[int, int, str]]
+) -> set[tuple[int, int]]:
+    """Store many (snippet id, revision, html) results in one statement per chunk (group
+    commit). As with :func:`mark_highlighted`, a row is written only while that revision is
+    still pending; returns the (id, revision) pairs that were written."""
+    written: set[tuple[int, int]] = set()
+    for first in range(0, len(results), MAX_BATCH_ROWS):
+        chunk = results[first:first + MAX_BATCH_ROWS]
+        values = ", ".join(["(?, ?, ?)"] * len(chunk))
+        rows = await database.write_returning(
+            f"WITH done(id, revision, html) AS (VALUES {values})"
+            " UPDATE snippets SET highlighted_code = done.html, status = ?, error = NULL,"
+            " updated_at = ? FROM done WHERE snippets.id = done.id"
+            " AND snippets.revision = done.revision AND snippets.status = ?"
+            " RETURNING snippets.id, snippets.revision",
+            (*(value for result in chunk for value in result), HIGHLIGHTED, utcnow(), PENDING),
+        )
+        written.update((int(row[0]), int(row[1])) for row in rows)
+    return written

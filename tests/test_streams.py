@@ -1,0 +1,302 @@
+"""Live-update streams: capped per client address and in total, carrying only the news, so
+that streams which never read cannot grow the web process; the code comes from one cached
+copy; a client that leaves is not an error."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import psutil
+import pytest
+
+from snippet_service.valkey import free_port
+from tests.conftest import fresh_redis_url
+from tests.helpers import create_via_api, peak_rss
+from tests.servers import Stack
+
+PER_CLIENT = 20  # EVENT_STREAMS_PER_CLIENT's default
+CAP_PER_CLIENT, CAP_TOTAL = 5, 8
+MiB = 2**20
+LINES = 5300  # of large_code()
+
+
+@pytest.fixture(scope="module")
+def streams_stack(valkey: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The stack with the default stream caps (and no byte limits on new snippets)."""
+    running = Stack(fresh_redis_url(valkey), tmp_path_factory.mktemp("streams"),
+                    RATE_LIMIT_BYTES_PER_MINUTE="0", DAILY_BYTES_PER_CLIENT="0")
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def capped_stack(valkey: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """A stack with small stream caps."""
+    running = Stack(fresh_redis_url(valkey), tmp_path_factory.mktemp("capped"),
+                    EVENT_STREAMS_PER_CLIENT=str(CAP_PER_CLIENT),
+                    EVENT_STREAMS_TOTAL=str(CAP_TOTAL))
+    yield running
+    running.stop()
+
+
+@dataclass
+class RawStream:
+    """One connection that asked for a stream, read the answer's head and reads no more."""
+
+    status: int
+    head: str
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+
+    async def rest(self, timeout: float = 10.0) -> bytes:
+        """Everything sent after the head, up to the end of the stream (or the timeout)."""
+        received = bytearray()
+        deadline = time.monotonic() + timeout
+        while b"event: done" not in received and time.monotonic() < deadline:
+            try:
+                chunk = await asyncio.wait_for(self.reader.read(65536), 0.5)
+            except TimeoutError:
+                continue
+            if not chunk:
+                break
+            received += chunk
+        return bytes(received)
+
+    async def close(self) -> None:
+        self.writer.close()
+        await self.writer.wait_closed()
+
+
+async def open_stream(port: int, path: str, source: str = "127.0.0.1") -> RawStream:
+    """GET a stream from ``source`` (any 127.x address is this host) with a small receive
+    buffer, read its status line and headers, and then nothing."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.bind((source, 0))
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+    reader, writer = await asyncio.open_connection(sock=sock, limit=8192)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                 "Accept: text/event-stream\r\n\r\n".encode())
+    head = (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)).decode("latin-1")
+    return RawStream(int(head.split(" ", 2)[1]), head, reader, writer)
+
+
+@asynccontextmanager
+async def streams(port: int, path: str, count: int,
+                  source: str = "127.0.0.1") -> AsyncIterator[list[RawStream]]:
+    """``count`` streams opened one after another (so the answers say which were refused)."""
+    opened: list[RawStream] = []
+    try:
+        for _ in range(count):
+            opened.append(await open_stream(port, path, source))
+        yield opened
+    finally:
+        await asyncio.gather(*(stream.close() for stream in opened))
+
+
+async def pending_snippet(http: aiohttp.ClientSession, stack: Stack) -> int:
+    """A snippet that stays pending for an hour (its highlight is deferred)."""
+    async with http.post(f"{stack.url}/api/snippets", json={
+            "language": "python", "code": "later = 1", "highlight_in": 3600}) as response:
+        assert response.status == 201, await response.text()
+        return int((await response.json())["id"])
+
+
+async def until_accepted(port: int, path: str, source: str = "127.0.0.1") -> RawStream:
+    """Ask for a stream every 0.1 s until one is accepted (at most 5 s)."""
+    deadline = time.monotonic() + 5
+    while True:
+        stream = await open_stream(port, path, source)
+        if stream.status == 200:
+            return stream
+        await stream.close()
+        assert time.monotonic() < deadline, "a stream whose client left kept its slot"
+        await asyncio.sleep(0.1)
+
+
+async def test_streams_are_capped_per_address_and_in_total(
+        capped_stack: Stack, http: aiohttp.ClientSession) -> None:
+    ident = await pending_snippet(http, capped_stack)
+    port, path = capped_stack.port, f"/snippets/{ident}/events"
+    async with streams(port, path, CAP_PER_CLIENT + 1) as local:
+        assert [s.status for s in local[:CAP_PER_CLIENT]] == [200] * CAP_PER_CLIENT
+        assert "text/event-stream" in local[0].head
+        refused = local.pop()
+        await refused.close()
+        assert refused.status == 429, refused.head
+        assert "Retry-After: " in refused.head
+        async with streams(port, path, CAP_TOTAL - CAP_PER_CLIENT + 1, "127.0.0.2") as other:
+            assert [s.status for s in other[:-1]] == [200] * (CAP_TOTAL - CAP_PER_CLIENT)
+            assert other[-1].status == 429, "the total cap did not hold"
+            third = await open_stream(port, path, "127.0.0.3")
+            await third.close()
+            assert third.status == 429, "the total cap did not hold for a new address"
+
+            await local.pop(0).close()  # a client that leaves frees its slot at once
+            local.append(await until_accepted(port, path))
+            reset = local.pop(0)
+            reset.writer.transport.abort()  # so does one whose connection resets
+            await reset.close()
+            local.append(await until_accepted(port, path))
+            late = await open_stream(port, path, "127.0.0.3")
+            await late.close()
+            assert late.status == 429
+    log = capped_stack.web.log()
+    assert "Traceback" not in log and " ERROR " not in log, log[-3000:]
+
+
+def stored_status(db_path: Path, ident: int) -> str:
+    with sqlite3.connect(db_path) as conn:
+        return str(conn.execute("SELECT status FROM snippets WHERE id = ?", (ident,))
+                   .fetchone()[0])
+
+
+def large_code() -> str:
+    """About 330 KiB of Python, well inside the limits."""
+    lines = (f"value_{n} = compute({n}, 'text {n}', flag=True)  # line {n}\n"
+             for n in range(LINES))
+    return "".join(lines)
+
+
+@pytest.mark.timeout(180)
+async def test_streams_that_never_read_keep_the_web_process_small(
+        streams_stack: Stack, http: aiohttp.ClientSession) -> None:
+    stack, web = streams_stack, psutil.Process(streams_stack.web.pid)
+    assert stack.worker is not None
+    stack.worker.stop()  # hold the job until every stream is open
+    try:
+        code = large_code()
+        assert 300 * 1024 < len(code.encode()) < 360 * 1024
+        ident = (await create_via_api(http, stack.url, "python", code))["id"]
+        before = web.memory_info().rss
+        with peak_rss(web.pid) as peak:
+            async with streams(stack.port, f"/snippets/{ident}/events", PER_CLIENT) as opened:
+                assert all(stream.status == 200 for stream in opened)
+                stack.start_worker()
+                deadline = time.monotonic() + 60
+                while stored_status(stack.db_path, ident) == "pending":
+                    assert time.monotonic() < deadline, stack.logs()
+                    await asyncio.sleep(0.1)
+                assert stored_status(stack.db_path, ident) == "highlighted", stack.logs()
+                sent = await asyncio.gather(*(stream.rest() for stream in opened))
+            during = peak[0]
+        deadline = time.monotonic() + 10
+        while web.memory_info().rss > before + 8 * MiB and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        after = web.memory_info().rss
+    finally:
+        if stack.worker is None or stack.worker.popen.poll() is not None:
+            stack.start_worker()
+    for received in sent:  # only the news: no code, however large the snippet
+        assert b'event: done\ndata: {"status": "highlighted"}' in received, received[:300]
+        assert len(received) < 1024, len(received)
+    print(f"web RSS {before / MiB:.1f} MiB before, peak {during / MiB:.1f} MiB with"
+          f" {PER_CLIENT} streams, {after / MiB:.1f} MiB after")
+    assert during - before < 16 * MiB, f"grew {(during - before) / MiB:.0f} MiB"
+    assert after - before < 8 * MiB, f"kept {(after - before) / MiB:.0f} MiB"
+
+
+async def test_the_code_comes_from_one_cached_copy(
+        streams_stack: Stack, http: aiohttp.ClientSession) -> None:
+    stack = streams_stack
+    ident = (await create_via_api(http, stack.url, "python", large_code()))["id"]
+    deadline = time.monotonic() + 60
+    while stored_status(stack.db_path, ident) == "pending":
+        assert time.monotonic() < deadline, stack.logs()
+        await asyncio.sleep(0.1)
+    web = psutil.Process(stack.web.pid)
+    before = web.memory_info().rss
+
+    async def fetch() -> tuple[int, bytes]:
+        async with http.get(f"{stack.url}/snippets/{ident}/code") as response:
+            return response.status, await response.read()
+
+    with peak_rss(web.pid) as peak:
+        answers = await asyncio.gather(*(fetch() for _ in range(PER_CLIENT)))
+    assert {status for status, _ in answers} == {200}
+    bodies = {body for _, body in answers}
+    assert len(bodies) == 1
+    body = bodies.pop()
+    assert b'<p class="status status-highlighted">' in body
+    assert f'<span class="n">value_{LINES - 1}</span>'.encode() in body
+    size = len(body)
+    print(f"fragment {size / MiB:.1f} MiB; web RSS peak +{(peak[0] - before) / MiB:.1f} MiB")
+    # One read and one rendering, shared, not one per request (each copy is `size` bytes).
+    assert peak[0] - before < 4 * size + 16 * MiB
+
+
+async def test_a_finished_snippet_gets_the_news_at_once(
+        streams_stack: Stack, http: aiohttp.ClientSession) -> None:
+    created = await create_via_api(http, streams_stack.url, "python", "x = 1\n")
+    deadline = time.monotonic() + 30
+    while stored_status(streams_stack.db_path, created["id"]) == "pending":
+        assert time.monotonic() < deadline, streams_stack.logs()
+        await asyncio.sleep(0.05)
+    async with http.get(f"{streams_stack.url}/snippets/{created['id']}/events") as response:
+        assert response.status == 200
+        event, data = (await response.text()).strip().split("\n")
+    assert event == "event: done"
+    assert json.loads(data.removeprefix("data: ")) == {"status": "highlighted"}
+
+
+async def test_unknown_snippets_have_no_stream_and_no_code(
+        streams_stack: Stack, http: aiohttp.ClientSession) -> None:
+    for path in ("/snippets/999999/events", "/snippets/999999/code"):
+        async with http.get(streams_stack.url + path) as response:
+            assert response.status == 404, path
+
+
+@pytest.fixture(scope="module")
+def unreachable_stack(valkey: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """A stack whose highlighter cannot be reached (nothing listens on its port)."""
+    running = Stack(fresh_redis_url(valkey), tmp_path_factory.mktemp("unreachable"),
+                    highlighter_url=f"http://127.0.0.1:{free_port()}/", HIGHLIGHT_RETRIES="0")
+    yield running
+    running.stop()
+
+
+async def test_visitors_see_a_plain_reason_and_the_dashboard_the_detail(
+        unreachable_stack: Stack, http: aiohttp.ClientSession) -> None:
+    stack = unreachable_stack
+    created = await create_via_api(http, stack.url, "python", "print('never')")
+    ident = created["id"]
+    deadline = time.monotonic() + 30
+    while stored_status(stack.db_path, ident) == "pending":
+        assert time.monotonic() < deadline, stack.logs()
+        await asyncio.sleep(0.05)
+    with sqlite3.connect(stack.db_path) as conn:
+        stored = conn.execute("SELECT error FROM snippets WHERE id = ?", (ident,)).fetchone()[0]
+    assert "ClientConnectorError" in stored, stored  # the worker's detail, as it was stored
+
+    shown: dict[str, str] = {}
+    for name in ("", "/code", "/events"):
+        async with http.get(f"{stack.url}/snippets/{ident}{name}") as response:
+            assert response.status == 200, name
+            shown[name] = await response.text()
+    async with http.get(f"{stack.url}/api/snippets/{ident}") as response:
+        body = await response.json()
+        shown["api"] = json.dumps(body)
+    plain = ('Highlighting failed: <span class="error">the highlighter could not be reached'
+             '</span>')
+    assert plain in shown[""] and plain in shown["/code"]
+    assert json.loads(shown["/events"].split("data: ", 1)[1]) == {"status": "failed"}
+    assert body["status"] == "failed"
+    assert body["error"] == "the highlighter could not be reached"
+    port = stack.highlighter_url.rsplit(":", 1)[1].strip("/")
+    for name, text in shown.items():
+        for detail in ("ClientConnectorError", "ConnectionKey", f"port={port}", port):
+            assert detail not in text, (name, detail)
+
+    async with http.get(f"{stack.url}/jobs/job/highlight:{ident}:1") as response:
+        assert response.status == 200
+        assert "ClientConnectorError" in await response.text()
