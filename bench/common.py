@@ -29,8 +29,11 @@ from snippet_service.valkey import free_port, start_valkey, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
 CPU_COUNT = os.cpu_count() or 1
-# For the web app: the rate limiter still counts every creation in Redis, but never refuses.
-NO_RATE_LIMIT = str(10**9)
+# For the web app: the rate limiter still counts every creation (and its bytes) in Redis,
+# but never refuses.
+NO_RATE_LIMITS = {"RATE_LIMIT_PER_MINUTE": str(10**9),
+                  "RATE_LIMIT_BYTES_PER_MINUTE": str(10**15),
+                  "DAILY_BYTES_PER_CLIENT": str(10**15)}
 T = TypeVar("T")
 PR_SET_PDEATHSIG = 1
 

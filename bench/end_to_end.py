@@ -24,7 +24,7 @@ from pathlib import Path
 import aiohttp
 
 from bench.common import (
-    NO_RATE_LIMIT,
+    NO_RATE_LIMITS,
     Child,
     Table,
     app_env,
@@ -160,7 +160,7 @@ def benchmark(directory: Path) -> list[RateResult]:
             port, highlighter_port = free_port(), free_port()
             env = app_env(REDIS_URL=redis_url, SNIPPETS_DB=str(directory / "snippets.db"),
                           PORT=str(port), HIGHLIGHTER_PORT=str(highlighter_port),
-                          RATE_LIMIT_PER_MINUTE=NO_RATE_LIMIT,
+                          **NO_RATE_LIMITS,
                           HIGHLIGHTER_URL=f"http://127.0.0.1:{highlighter_port}/")
             children.append(Child("highlighter", ["-m", "snippet_service.highlighter"], env,
                                   directory))

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench.common import (
-    NO_RATE_LIMIT,
+    NO_RATE_LIMITS,
     Child,
     Table,
     app_env,
@@ -94,7 +94,7 @@ def benchmark(directory: Path, connections: int, duration: float) -> Table:
             highlighter.wait_for_port(highlighter_port)
             web = Child("web", ["run_web.py"], app_env(
                 REDIS_URL=redis_url, SNIPPETS_DB=str(db_path), PORT=str(web_port),
-                RATE_LIMIT_PER_MINUTE=NO_RATE_LIMIT,
+                **NO_RATE_LIMITS,
                 HIGHLIGHTER_URL=f"http://127.0.0.1:{highlighter_port}/"), directory)
             children.append(web)
             hello = Child("hello", ["-m", "bench.hello", str(hello_port)], app_env(), directory)

@@ -12,7 +12,6 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
 
 DEAD_SET = "snippets:dead"
 DEAD_DATA = "snippets:dead:data"
@@ -85,17 +84,17 @@ async def record_retry(redis: Redis, job: FailedJob) -> None:
         await pipe.execute()
 
 
-def forget_commands(pipe: Pipeline, job_id: str) -> None:
-    """Add the commands of :func:`forget_job` to a pipeline."""
-    pipe.zrem(RETRY_SET, job_id)
-    pipe.hdel(RETRY_DATA, job_id)
-    pipe.delete(FAILURES_PREFIX + job_id)
+def forget_commands(job_id: str) -> list[list[str]]:
+    """The Redis commands of :func:`forget_job`, as data."""
+    return [["ZREM", RETRY_SET, job_id], ["HDEL", RETRY_DATA, job_id],
+            ["DEL", FAILURES_PREFIX + job_id]]
 
 
 async def forget_job(redis: Redis, job_id: str) -> None:
     """The job finished: drop its retry record and failure count."""
     async with redis.pipeline(transaction=True) as pipe:
-        forget_commands(pipe, job_id)
+        for parts in forget_commands(job_id):
+            pipe.execute_command(*parts)
         await pipe.execute()
 
 

@@ -35,9 +35,8 @@ from arq.constants import (
 from arq.jobs import SerializationError, deserialize_job_raw, serialize_result
 from arq.utils import ms_to_datetime, timestamp_ms, to_ms
 from arq.worker import JobExecutionFailed, Retry, RetryJob, Worker
-from redis.asyncio.client import Pipeline
 
-from tasks.finish import FINISH_BATCH, FinishBatch
+from tasks.finish import FINISH_BATCH, Command, FinishBatch, command
 
 logger = logging.getLogger("tasks.hotpath")
 
@@ -296,44 +295,40 @@ class BatchWorker(Worker):
         keep_in_progress: float | None,
     ) -> None:
         """arq's finish_job, sent with the other jobs finished in the same tick."""
-        queue_name = self.queue_name
-
-        def finish_commands(pipe: Pipeline) -> None:
-            delete_keys = []
-            in_progress_key = in_progress_key_prefix + job_id
-            if keep_in_progress is None:
-                delete_keys.append(in_progress_key)
-            else:
-                pipe.pexpire(in_progress_key, to_ms(keep_in_progress) or 0)
-            if finish:
-                if result_data:
-                    expire = None if keep_result_forever else result_timeout_s
-                    pipe.set(result_key_prefix + job_id, result_data, px=to_ms(expire))
-                delete_keys += [retry_key_prefix + job_id, job_key_prefix + job_id]
-                pipe.zrem(abort_jobs_ss, job_id)
-                pipe.zrem(queue_name, job_id)
-            elif incr_score:
-                pipe.zincrby(queue_name, incr_score, job_id)
-            if delete_keys:
-                pipe.delete(*delete_keys)
-
-        await self.finish_batch.submit(finish_commands)
+        in_progress_key = in_progress_key_prefix + job_id
+        commands: list[Command] = []
+        delete_keys = []
+        if keep_in_progress is None:
+            delete_keys.append(in_progress_key)
+        else:
+            commands.append(command("PEXPIRE", in_progress_key, to_ms(keep_in_progress) or 0))
+        if finish:
+            if result_data:
+                expire = None if keep_result_forever else to_ms(result_timeout_s)
+                commands.append(command("SET", result_key_prefix + job_id, result_data,
+                                        *(("PX", expire) if expire else ())))
+            delete_keys += [retry_key_prefix + job_id, job_key_prefix + job_id]
+            commands.append(command("ZREM", abort_jobs_ss, job_id))
+            commands.append(command("ZREM", self.queue_name, job_id))
+        elif incr_score:
+            commands.append(command("ZINCRBY", self.queue_name, incr_score, job_id))
+        if delete_keys:
+            commands.append(command("DEL", *delete_keys))
+        await self.finish_batch.submit(commands)
 
     async def finish_failed_job(self, job_id: str, result_data: bytes | None) -> None:
         """arq's finish_failed_job, sent with the other jobs finished in the same tick."""
-        queue_name = self.queue_name
-        keep = self.keep_result_forever or self.keep_result_s > 0
-        expire = 0 if self.keep_result_forever else self.keep_result_s
-
-        def failed_commands(pipe: Pipeline) -> None:
-            pipe.delete(retry_key_prefix + job_id, in_progress_key_prefix + job_id,
-                        job_key_prefix + job_id)
-            pipe.zrem(abort_jobs_ss, job_id)
-            pipe.zrem(queue_name, job_id)
-            if result_data is not None and keep:
-                pipe.set(result_key_prefix + job_id, result_data, px=to_ms(expire))
-
-        await self.finish_batch.submit(failed_commands)
+        commands = [
+            command("DEL", retry_key_prefix + job_id, in_progress_key_prefix + job_id,
+                    job_key_prefix + job_id),
+            command("ZREM", abort_jobs_ss, job_id),
+            command("ZREM", self.queue_name, job_id),
+        ]
+        if result_data is not None and (self.keep_result_forever or self.keep_result_s > 0):
+            expire = None if self.keep_result_forever else to_ms(self.keep_result_s)
+            commands.append(command("SET", result_key_prefix + job_id, result_data,
+                                    *(("PX", expire) if expire else ())))
+        await self.finish_batch.submit(commands)
 
     async def main(self) -> None:
         """arq's main loop; the finish batch is available to jobs through ctx."""

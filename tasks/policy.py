@@ -53,8 +53,7 @@ def job(
             return await _failed(ctx, name, policy, on_dead, args, exc)
         ctx["stats"].count(failed=False)
         if int(ctx.get("job_try", 1)) > 1:  # drop its retry record with its finish
-            job_id = ctx["job_id"]
-            await finish_with_job(ctx, lambda pipe: deadset.forget_commands(pipe, job_id))
+            await finish_with_job(ctx, deadset.forget_commands(ctx["job_id"]))
         return result
 
     run.__qualname__ = run.__name__ = name
