@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import time
 from pathlib import Path
 
 from snippet_service.config import Config
@@ -24,10 +25,20 @@ def free_mb(db_path: Path) -> float | None:
         return None
 
 
+CHECK_EVERY_SECONDS = 1.0
+_last_check: dict[Path, tuple[float, bool]] = {}
+
+
 def disk_low(config: Config) -> bool:
     """Whether free space is below MIN_FREE_DISK_MB (never when the check is off or the
-    filesystem cannot be asked)."""
+    filesystem cannot be asked). The filesystem is asked at most once a second: creation
+    checks this on every request."""
     if not config.min_free_disk_mb:
         return False
-    free = free_mb(config.db_path)
-    return free is not None and free < config.min_free_disk_mb
+    now = time.monotonic()
+    checked_at, low = _last_check.get(config.db_path, (-CHECK_EVERY_SECONDS, False))
+    if now - checked_at >= CHECK_EVERY_SECONDS:
+        free = free_mb(config.db_path)
+        low = free is not None and free < config.min_free_disk_mb
+        _last_check[config.db_path] = (now, low)
+    return low

@@ -133,8 +133,21 @@ async def read_body(request: web.Request) -> None:
     if length is not None and length > limit:
         raise web.HTTPRequestEntityTooLarge(limit, length)
     if request.body_exists:
-        await _read_in_time(request, limit if length is None else length)
+        if request.content.is_eof():  # it all came with the headers: nothing to wait for
+            await _read(request)
+        else:
+            await _read_in_time(request, limit if length is None else length)
     request[BODY_READ] = True
+
+
+async def _read(request: web.Request) -> None:
+    if request.content_type == "multipart/form-data":
+        try:
+            await request.post()
+        except MULTIPART_ERRORS:
+            raise web.HTTPBadRequest(text="The form could not be read.") from None
+    else:
+        await request.read()
 
 
 async def _read_in_time(request: web.Request, size: int) -> None:
@@ -151,13 +164,7 @@ async def _read_in_time(request: web.Request, size: int) -> None:
             headers={"Retry-After": retry_after})
     try:
         async with asyncio.timeout(config.body_read_timeout):
-            if request.content_type == "multipart/form-data":
-                try:
-                    await request.post()
-                except MULTIPART_ERRORS:
-                    raise web.HTTPBadRequest(text="The form could not be read.") from None
-            else:
-                await request.read()
+            await _read(request)
     except TimeoutError:
         logger.info("request %s %s from %s: the body did not arrive within %g s",
                     request.method, request.path, request.remote, config.body_read_timeout)
