@@ -1,5 +1,5 @@
-"""arq's worker with a batched hot path: claim many jobs in one script, finish many in one
-pipeline.
+"""arq's worker with a batched hot path: claim many jobs in one script call, finish many in
+another.
 
 arq's stock ``Worker`` starts jobs one at a time (WATCH, EXISTS, ZSCORE, MULTI/EXEC for each
 id, then a second MULTI/EXEC to read the payload and count the try) and finishes each with a
@@ -12,9 +12,10 @@ many round trips it takes:
   (score <= now, no in-progress key), sets their in-progress keys with arq's timeout, counts
   their try and returns their payloads, and the ids waiting to be aborted;
 - **run**: the job runs as in arq (timeout, ``Retry``, cancellation, abort, max tries);
-- **finish**: every job that finished within one short tick is finished by one MULTI/EXEC:
-  results, in-progress and payload deletes, queue removals, retry re-scores, and the
-  done messages jobs announced (one PUBLISH per channel for the whole batch).
+- **finish**: every job that finished within one loop tick is finished by one script call
+  (``tasks.finish``), atomic like MULTI/EXEC: results, in-progress and payload deletes,
+  queue removals, retry re-scores, and the done messages jobs announced (one PUBLISH per
+  channel for the whole batch).
 """
 
 from __future__ import annotations
