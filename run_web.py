@@ -1,6 +1,14 @@
-"""Start the web app: ``python run_web.py``."""
+"""Start the web app: ``python run_web.py``.
 
+SIGINT or SIGTERM (Ctrl-C sends SIGINT to the whole process group, and ``make run`` then
+sends SIGTERM too) stops it: the listening socket closes, requests in progress get
+SHUTDOWN_SECONDS to finish (live-update streams and other long requests are then
+cancelled), and the app's resources close. Further signals while it stops change nothing.
+"""
+
+import asyncio
 import logging
+import signal
 
 import uvloop
 from aiohttp import web
@@ -8,6 +16,28 @@ from aiohttp import web
 from snippet_service.config import Config, ConfigError
 from snippet_service.main import create_app
 from snippet_service.middlewares import hide_server_version, quiet_malformed_requests
+
+logger = logging.getLogger("snippet_service")
+
+SHUTDOWN_SECONDS = 2.0
+
+
+async def serve(config: Config) -> None:
+    """Serve until SIGINT or SIGTERM, then stop within a few seconds."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    runner = web.AppRunner(create_app(config), access_log=None,
+                           shutdown_timeout=SHUTDOWN_SECONDS)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, config.host, config.port).start()
+        logger.info("web app listening on http://%s:%d/", config.host, config.port)
+        await stop.wait()
+        logger.info("stopping")
+    finally:
+        await runner.cleanup()
 
 
 def main() -> None:
@@ -18,16 +48,7 @@ def main() -> None:
         config = Config.from_env()
     except ConfigError as exc:
         raise SystemExit(f"configuration error: {exc}") from None
-    web.run_app(
-        create_app(config),
-        host=config.host,
-        port=config.port,
-        access_log=None,
-        loop=uvloop.new_event_loop(),
-        print=lambda _: logging.getLogger("snippet_service").info(
-            "web app listening on http://%s:%d/", config.host, config.port
-        ),
-    )
+    uvloop.run(serve(config))
 
 
 if __name__ == "__main__":

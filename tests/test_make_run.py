@@ -62,13 +62,20 @@ async def test_make_run_serves_highlights_and_stops_everything(
         with redis.Redis(port=valkey_port, password=password) as client:
             assert client.ping()
 
+        # An event stream held open, as a page waiting on a snippet keeps one.
+        stream = await http.get(f"{base_url}/snippets/{snippet_id}/events")
+        stopped_at = time.monotonic()
         if stop == "ctrl-c":
-            os.killpg(make.pid, signal.SIGINT)
+            os.killpg(make.pid, signal.SIGINT)  # as a terminal sends it, to every process
         else:
             make.send_signal(signal.SIGTERM)
         make.wait(60)
         _, alive = psutil.wait_procs(started, timeout=40)
         assert alive == [], f"left running: {alive}\n{log.read_text()}"
+        output = log.read_text(errors="replace")
+        assert time.monotonic() - stopped_at < 5, output  # every process, within 5 s
+        assert "Traceback" not in output and "did not stop in time" not in output, output
+        stream.close()
     finally:
         if make.poll() is None:
             os.killpg(make.pid, signal.SIGKILL)
