@@ -52,7 +52,7 @@ class Batcher(Generic[T, R]):
             self._gathering = True
             runner = asyncio.create_task(self._run(), name=f"{self._name}-flusher")
             self._runners.add(runner)
-            runner.add_done_callback(self._runners.discard)
+            runner.add_done_callback(self._runners.discard)  # also if it never ran
         return await future
 
     async def _run(self) -> None:
@@ -73,6 +73,13 @@ class Batcher(Generic[T, R]):
             self._items.clear()
             self._futures.clear()
             raise
+        finally:
+            # Leave the count of runners now, in the same step as the last look at the
+            # items: an item submitted after it must start a runner of its own, which a
+            # runner still counted (until its done callback ran) would have prevented.
+            runner = asyncio.current_task()
+            if runner is not None:
+                self._runners.discard(runner)
 
     async def _flush_one(self, items: list[T], futures: list[asyncio.Future[R]]) -> None:
         self.batches += 1
