@@ -209,6 +209,21 @@ async def get_snippet(db: Database, snippet_id: int) -> Snippet:
     raise SnippetNotFound(snippet_id)
 
 
+EXCERPT_CHARS = 200  # what a list shows of the code; the 200 in snippets_summary
+
+
+@dataclass(frozen=True)
+class SnippetSummary:
+    """What a list of snippets shows: never the whole code or the highlighted HTML."""
+
+    id: int
+    language: str
+    status: str
+    excerpt: str  # the first EXCERPT_CHARS characters of the code
+    created_at: str
+    updated_at: str
+
+
 async def recent_summaries(db: Database, limit: int = 20) -> list[SnippetSummary]:
     """The newest unexpired snippets first, as list rows (a short excerpt of the code)."""
     async with db.connection() as conn:
