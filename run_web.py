@@ -14,8 +14,8 @@ import uvloop
 from aiohttp import web
 
 from snippet_service.config import Config, ConfigError
-from snippet_service.main import create_app
-from snippet_service.middlewares import hide_server_version, quiet_malformed_requests
+from snippet_service.web.app import create_app
+from snippet_service.web.middlewares import hide_server_version, quiet_malformed_requests
 
 logger = logging.getLogger("snippet_service")
 

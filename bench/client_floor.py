@@ -1,8 +1,8 @@
 """The CPU of the worker's HTTP call on its own: ``python -m bench.client_floor``.
 
 A child process opens one ``aiohttp.ClientSession`` the way the worker does
-(``snippet_service.client.client_session``: keep-alive, connection limit = concurrency) and
-makes CALLS calls of ``snippet_service.client.highlight`` (the form POST of lang and code,
+(``tasks.client.client_session``: keep-alive, connection limit = concurrency) and
+makes CALLS calls of ``tasks.client.highlight`` (the form POST of lang and code,
 the body read and checked) to the stand-in highlighter, CONCURRENCY at a time, on uvloop.
 It reports its own CPU (user + system) per call and the calls per second. No worker can
 spend less CPU per highlight job than this, so ``bench.highlight`` divides the worker's CPU
@@ -23,7 +23,7 @@ from pathlib import Path
 
 from bench.common import Child, Table, app_env, run, setup, work_dir
 from bench.slow_highlighter import stand_in
-from snippet_service.client import client_session, highlight
+from tasks.client import client_session, highlight
 
 logger = logging.getLogger("bench.client_floor")
 
@@ -89,7 +89,7 @@ def table(floors: list[Floor]) -> Table:
     for floor in floors:
         out.add(floor.concurrency, floor.calls, floor.calls_per_s, floor.cpu_us_per_call)
     out.notes.append("CPU: the calling process's user + system time over the calls"
-                     " (snippet_service.client.highlight, uvloop).")
+                     " (tasks.client.highlight, uvloop).")
     return out
 
 

@@ -35,8 +35,8 @@ from bench.common import (
     target_line,
     work_dir,
 )
-from snippet_service.csrf import COOKIE_NAME, FIELD_NAME
 from snippet_service.valkey import free_port
+from snippet_service.web.csrf import COOKIE_NAME, FIELD_NAME
 
 logger = logging.getLogger("bench.end_to_end")
 

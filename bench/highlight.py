@@ -231,7 +231,7 @@ def ratios_table(rows: list[Row]) -> Table:
         table.add(*cells)
     table.notes.append(
         "floor: bench.client_floor, one aiohttp session making the same call"
-        " (snippet_service.client.highlight) at the same concurrency, CPU per call."
+        " (tasks.client.highlight) at the same concurrency, CPU per call."
     )
     return table
 

@@ -41,10 +41,10 @@ from bench.common import (
 )
 from snippet_service.config import Config
 from snippet_service.queue import deserialize, redis_settings, serialize
-from snippet_service.retry import RetryPolicy
 from snippet_service.stats import JobCounter
 from tasks.hotpath import BatchWorker
 from tasks.policy import job
+from tasks.retry import RetryPolicy
 from tasks.worker import QuietJobLines, worker_options
 
 logger = logging.getLogger("bench.noop")

@@ -33,8 +33,8 @@ from bench.common import (
 from bench.loadgen import LoadResult, build_request, generate_load
 from snippet_service import db
 from snippet_service.highlighter import render
-from snippet_service.sanitize import clean_html
 from snippet_service.valkey import free_port
+from tasks.sanitize import clean_html
 
 logger = logging.getLogger("bench.web")
 

@@ -13,6 +13,8 @@ from typing import Any
 
 import aiosqlite
 
+from snippet_service.config import Config
+
 logger = logging.getLogger("snippet_service.db")
 
 PENDING, HIGHLIGHTED, FAILED = "pending", "highlighted", "failed"
@@ -160,6 +162,17 @@ class Database:
             except BaseException:
                 await asyncio.shield(conn.rollback())
                 raise
+
+
+@asynccontextmanager
+async def database_ctx(config: Config) -> AsyncIterator[Database]:
+    """The process's database pool (DB_POOL_SIZE connections), open for the block."""
+    database = Database(config.db_path, config.db_pool_size)
+    try:
+        await database.open()
+        yield database
+    finally:
+        await database.close()
 
 
 async def migrate(db: Database) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -78,6 +80,16 @@ async def open_pool(config: Config) -> ArqRedis:
         job_deserializer=deserialize,
         default_queue_name=config.queue_name,
     )
+
+
+@asynccontextmanager
+async def redis_ctx(config: Config) -> AsyncIterator[ArqRedis]:
+    """The process's arq pool on REDIS_URL, open for the block."""
+    redis = await open_pool(config)
+    try:
+        yield redis
+    finally:
+        await redis.aclose(close_connection_pool=True)
 
 
 def highlight_job_id(snippet_id: int, revision: int) -> str:

@@ -6,11 +6,11 @@ import logging
 from typing import Any
 
 from snippet_service import db
-from snippet_service.client import highlight, max_response_bytes
 from snippet_service.jobs_admin import fail_snippet
 from snippet_service.queue import DONE_CHANNEL, publish_done, revision_of
-from snippet_service.sanitize import clean_html
+from tasks.client import highlight, max_response_bytes
 from tasks.finish import announce
+from tasks.sanitize import clean_html
 from tasks.store import SnippetStore
 
 logger = logging.getLogger("tasks.highlight")

@@ -19,9 +19,9 @@ from arq import Retry
 from arq.worker import Function, func
 
 from snippet_service import deadset
-from snippet_service.client import HighlighterError
-from snippet_service.retry import RetryPolicy, is_transient
+from tasks.client import HighlighterError
 from tasks.finish import finish_with_job
+from tasks.retry import RetryPolicy, is_transient
 
 logger = logging.getLogger("tasks.policy")
 

@@ -12,7 +12,6 @@ from typing import Any
 
 from arq.worker import Function
 
-from snippet_service.client import client_session
 from snippet_service.config import Config, ConfigError
 from snippet_service.db import Database
 from snippet_service.queue import (
@@ -22,10 +21,11 @@ from snippet_service.queue import (
     redis_settings,
     serialize,
 )
-from snippet_service.retry import RetryPolicy
 from snippet_service.stats import JobCounter
+from tasks.client import client_session
 from tasks.highlight import expire_snippet, highlight_failed, highlight_snippet
 from tasks.policy import job
+from tasks.retry import RetryPolicy
 from tasks.store import SnippetStore
 
 STATS_FLUSH_SECONDS = 1.0

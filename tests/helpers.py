@@ -14,7 +14,7 @@ import aiohttp
 import psutil
 from multidict import CIMultiDict
 
-from snippet_service.csrf import COOKIE_NAME, FIELD_NAME
+from snippet_service.web.csrf import COOKIE_NAME, FIELD_NAME
 
 _HIDDEN_TOKEN = re.compile(rf'<input type="hidden" name="{FIELD_NAME}" value="([^"]+)">')
 

@@ -10,8 +10,8 @@ import pytest
 from aiohttp import web
 from playwright.async_api import Browser, expect
 
-from snippet_service.csrf import CROSS_SITE
 from snippet_service.valkey import free_port
+from snippet_service.web.csrf import CROSS_SITE
 from tests.conftest import row_count
 from tests.fake_highlighter import HOSTILE
 from tests.helpers import create_via_api, wait_for_snippet

@@ -14,8 +14,8 @@ import aiohttp
 import pytest
 import redis
 
-from snippet_service.hits import BYTES_PREFIX, DAY_PREFIX, KEY_PREFIX
 from snippet_service.valkey import free_port, start_valkey
+from snippet_service.web.hits import BYTES_PREFIX, DAY_PREFIX, KEY_PREFIX
 from tests.conftest import fresh_redis_url, row_count
 from tests.helpers import post_form
 from tests.servers import Stack

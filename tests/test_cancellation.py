@@ -17,7 +17,7 @@ from aiohttp.test_utils import TestServer
 
 from snippet_service import db
 from snippet_service.config import Config
-from snippet_service.main import create_app
+from snippet_service.web.app import create_app
 from tests.conftest import fresh_redis_url, row_count
 from tests.helpers import create_via_api
 from tests.servers import Stack

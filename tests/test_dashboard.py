@@ -18,8 +18,8 @@ from playwright.async_api import Browser, Page, expect
 
 from snippet_service import deadset
 from snippet_service.config import Config
-from snippet_service.dashboard.access import _is_loopback
 from snippet_service.queue import open_pool
+from snippet_service.web.dashboard.access import _is_loopback
 from tests.conftest import fresh_redis_url
 from tests.helpers import create_via_api, wait_for_snippet
 from tests.servers import ROOT, Stack

@@ -14,8 +14,8 @@ import pytest
 
 from snippet_service import deadset
 from snippet_service.config import Config
-from snippet_service.dashboard.access import AUTH_FAILURES_PER_MINUTE, is_loopback_host
 from snippet_service.queue import open_pool
+from snippet_service.web.dashboard.access import AUTH_FAILURES_PER_MINUTE, is_loopback_host
 from tests.conftest import fresh_redis_url
 from tests.helpers import form_token, token_cookie
 from tests.servers import Stack

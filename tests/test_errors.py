@@ -12,8 +12,8 @@ import time
 import aiohttp
 import pytest
 
-from snippet_service.forms import max_body_bytes
-from snippet_service.middlewares import TITLES
+from snippet_service.web.forms import max_body_bytes
+from snippet_service.web.middlewares import TITLES
 from tests.servers import Stack
 
 LEAKS = ("Traceback", "File \"", "OperationalError", "sqlite3", "Exception")

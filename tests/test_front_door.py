@@ -15,10 +15,10 @@ import aiohttp
 import pytest
 import redis
 
-from snippet_service.csrf import COOKIE_NAME, FIELD_NAME, SECURE_COOKIE_NAME
-from snippet_service.forms import max_body_bytes
-from snippet_service.middlewares import SERVER_NAME
 from snippet_service.valkey import free_port, private_password, start_valkey
+from snippet_service.web.csrf import COOKIE_NAME, FIELD_NAME, SECURE_COOKIE_NAME
+from snippet_service.web.forms import max_body_bytes
+from snippet_service.web.middlewares import SERVER_NAME
 from tests.conftest import fresh_redis_url, row_count
 from tests.helpers import create_via_api, wait_for_snippet
 from tests.servers import Stack

@@ -19,11 +19,11 @@ from aiohttp.test_utils import make_mocked_request
 from multidict import CIMultiDict
 
 from snippet_service.config import Config, ConfigError
-from snippet_service.csrf import FIELD_NAME
-from snippet_service.forms import max_body_bytes
-from snippet_service.hits import KEY_PREFIX
-from snippet_service.ratelimit import client_key
 from snippet_service.valkey import free_port, start_valkey, wait_for_port
+from snippet_service.web.csrf import FIELD_NAME
+from snippet_service.web.forms import max_body_bytes
+from snippet_service.web.hits import KEY_PREFIX
+from snippet_service.web.ratelimit import client_key
 from tests.conftest import fresh_redis_url, queued_jobs, row_count
 from tests.helpers import create_via_api, form_token, post_form, token_cookie
 from tests.servers import Process, Stack, python

@@ -15,10 +15,10 @@ import aiohttp
 import psutil
 import pytest
 
-from snippet_service.client import MIN_RESPONSE_BYTES, max_response_bytes
 from snippet_service.config import Config
 from snippet_service.highlighter import TOO_SLOW
 from snippet_service.valkey import free_port, wait_for_port
+from tasks.client import MIN_RESPONSE_BYTES, max_response_bytes
 from tests.conftest import fresh_redis_url
 from tests.helpers import create_via_api, wait_for_snippet
 from tests.servers import Process, Stack, base_env, python

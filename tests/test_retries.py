@@ -17,7 +17,7 @@ from snippet_service.config import Config
 from snippet_service.db import Database
 from snippet_service.jobs_admin import delete_all_dead, retry_dead
 from snippet_service.queue import open_pool
-from snippet_service.retry import RetryPolicy
+from tasks.retry import RetryPolicy
 from tests.conftest import fresh_redis_url
 from tests.helpers import create_via_api, wait_for_snippet
 from tests.servers import Stack

@@ -9,8 +9,8 @@ import re
 import aiohttp
 import pytest
 
-from snippet_service.csrf import BAD_TOKEN, COOKIE_NAME, CROSS_SITE, FIELD_NAME
-from snippet_service.main import TEMPLATES_DIR
+from snippet_service.web.app import TEMPLATES_DIR
+from snippet_service.web.csrf import BAD_TOKEN, COOKIE_NAME, CROSS_SITE, FIELD_NAME
 from tests.conftest import queued_jobs, row_count
 from tests.helpers import create_via_api, form_token, post_form, token_cookie
 from tests.servers import Stack

@@ -16,10 +16,10 @@ from pygments.formatters import HtmlFormatter
 from pygments.lexers import get_lexer_by_name
 
 from snippet_service import deadset
-from snippet_service.client import max_response_bytes
 from snippet_service.config import Config
 from snippet_service.highlighter import render
-from snippet_service.sanitize import TAGS, clean_html
+from tasks.client import max_response_bytes
+from tasks.sanitize import TAGS, clean_html
 from tests.fake_highlighter import HOSTILE, HUGE, LYING_PREFIX
 from tests.helpers import create_via_api, create_via_form, peak_rss, wait_for_snippet
 from tests.servers import Stack

@@ -8,34 +8,34 @@ import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
-from snippet_service.cache import PageCache
-from snippet_service.client import client_session
 from snippet_service.config import Config
-from snippet_service.csrf import check_csrf, set_csrf_cookie, template_csrf_token
-from snippet_service.dashboard import setup_dashboard
-from snippet_service.dashboard.access import check_dashboard_access
-from snippet_service.db import Database
-from snippet_service.events import DoneListener, StreamSlots
-from snippet_service.forms import max_body_bytes
-from snippet_service.hits import HitCounter
-from snippet_service.intake import Intake
-from snippet_service.languages import fetch_languages
-from snippet_service.middlewares import (
+from snippet_service.db import database_ctx
+from snippet_service.queue import redis_ctx
+from snippet_service.web.cache import PageCache
+from snippet_service.web.csrf import check_csrf, set_csrf_cookie, template_csrf_token
+from snippet_service.web.dashboard import setup_dashboard
+from snippet_service.web.dashboard.access import check_dashboard_access
+from snippet_service.web.events import DoneListener, StreamSlots
+from snippet_service.web.forms import max_body_bytes
+from snippet_service.web.hits import HitCounter
+from snippet_service.web.intake import Intake
+from snippet_service.web.languages import fetch_languages
+from snippet_service.web.middlewares import (
     check_body,
     errors,
     guard,
     security_headers,
     template_csp_nonce,
 )
-from snippet_service.queue import open_pool
-from snippet_service.ratelimit import check_rate_limit
-from snippet_service.routes import setup_routes
-from snippet_service.throttle import BytesInFlight
-from snippet_service.typedefs import (
+from snippet_service.web.ratelimit import check_rate_limit
+from snippet_service.web.routes import setup_routes
+from snippet_service.web.throttle import BytesInFlight
+from snippet_service.web.typedefs import (
     BODIES,
     CONFIG,
     DB,
@@ -49,32 +49,30 @@ from snippet_service.typedefs import (
     STREAMS,
 )
 
-logger = logging.getLogger("snippet_service.main")
+logger = logging.getLogger("snippet_service.web.app")
 
-TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
-
-
-async def database_ctx(app: web.Application) -> AsyncIterator[None]:
-    config = app[CONFIG]
-    database = Database(config.db_path, config.db_pool_size)
-    await database.open()
-    app[DB] = database
-    yield
-    await database.close()
+TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"  # shipped in the package
 
 
-async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
-    redis = await open_pool(app[CONFIG])
-    app[REDIS] = redis
-    intake = app[INTAKE] = Intake(app[DB], redis, app[CONFIG].queue_name)
-    app[HITS] = HitCounter(redis)
-    yield
-    await intake.close()
-    await redis.aclose(close_connection_pool=True)
+async def database(app: web.Application) -> AsyncIterator[None]:
+    async with database_ctx(app[CONFIG]) as app[DB]:
+        yield
+
+
+async def redis(app: web.Application) -> AsyncIterator[None]:
+    async with redis_ctx(app[CONFIG]) as pool:
+        app[REDIS] = pool
+        intake = app[INTAKE] = Intake(app[DB], pool, app[CONFIG].queue_name)
+        app[HITS] = HitCounter(pool)
+        yield
+        await intake.close()
 
 
 async def http_ctx(app: web.Application) -> AsyncIterator[None]:
-    async with client_session(limit=10, total_timeout=10) as session:
+    """One client session for the web app's own calls to the highlighter."""
+    timeout = aiohttp.ClientTimeout(total=10, connect=5)
+    connector = aiohttp.TCPConnector(limit=10, keepalive_timeout=30)
+    async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
         app[HTTP] = session
         yield
 
@@ -108,7 +106,7 @@ def create_app(config: Config) -> web.Application:
     app[STREAMS] = StreamSlots(config.event_streams_per_client, config.event_streams_total)
     aiohttp_jinja2.setup(
         app,
-        loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
+        loader=jinja2.PackageLoader("snippet_service", "templates"),
         autoescape=jinja2.select_autoescape(default=True),
         auto_reload=False,
     )
@@ -116,7 +114,7 @@ def create_app(config: Config) -> web.Application:
         csrf_token=template_csrf_token, csp_nonce=template_csp_nonce
     )
     app.on_response_prepare.extend([security_headers, set_csrf_cookie])
-    app.cleanup_ctx.extend([database_ctx, redis_ctx, http_ctx, languages_ctx, done_listener_ctx])
+    app.cleanup_ctx.extend([database, redis, http_ctx, languages_ctx, done_listener_ctx])
     setup_routes(app)
     setup_dashboard(app)
     return app

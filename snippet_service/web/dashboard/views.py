@@ -10,11 +10,11 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from snippet_service import deadset, jobs_admin, stats, workers
-from snippet_service.dashboard import data
-from snippet_service.dashboard.access import ACCESS
-from snippet_service.typedefs import CONFIG, DB, REDIS
+from snippet_service.web.dashboard import data
+from snippet_service.web.dashboard.access import ACCESS
+from snippet_service.web.typedefs import CONFIG, DB, REDIS
 
-logger = logging.getLogger("snippet_service.dashboard")
+logger = logging.getLogger("snippet_service.web.dashboard")
 MAX_IDS_LOGGED = 20
 
 

@@ -14,15 +14,15 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from snippet_service import bulk, db
-from snippet_service.events import DoneListener, Slot, StreamsFull
-from snippet_service.forms import SnippetForm, validate_snippet
 from snippet_service.highlighter import stylesheet
-from snippet_service.options import EXPIRY_CHOICES, parse_expiry
-from snippet_service.ratelimit import client_key
-from snippet_service.reasons import visitor_reason
-from snippet_service.typedefs import CONFIG, DB, DONE, INTAKE, LANGUAGES, PAGES, STREAMS
+from snippet_service.web.events import DoneListener, Slot, StreamsFull
+from snippet_service.web.forms import SnippetForm, validate_snippet
+from snippet_service.web.options import EXPIRY_CHOICES, parse_expiry
+from snippet_service.web.ratelimit import client_key
+from snippet_service.web.reasons import visitor_reason
+from snippet_service.web.typedefs import CONFIG, DB, DONE, INTAKE, LANGUAGES, PAGES, STREAMS
 
-logger = logging.getLogger("snippet_service.views")
+logger = logging.getLogger("snippet_service.web.views")
 
 MAX_ID = 2**63 - 1
 HTML_HEADERS = {"Content-Type": "text/html; charset=utf-8"}

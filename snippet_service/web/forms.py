@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from snippet_service.languages import Languages
+from snippet_service.web.languages import Languages
 
 
 class SnippetTooLarge(ValueError):

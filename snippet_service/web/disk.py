@@ -10,7 +10,7 @@ from pathlib import Path
 
 from snippet_service.config import Config
 
-logger = logging.getLogger("snippet_service.disk")
+logger = logging.getLogger("snippet_service.web.disk")
 
 MIB = 1024 * 1024
 

@@ -10,14 +10,14 @@ from aiohttp import web
 from redis.exceptions import RedisError
 
 from snippet_service import db
-from snippet_service.forms import validate_snippet
-from snippet_service.options import parse_expiry, parse_highlight_in
 from snippet_service.queue import enqueue_highlight, publish_done
-from snippet_service.reasons import api_error
-from snippet_service.typedefs import CONFIG, DB, LANGUAGES, PAGES, REDIS
-from snippet_service.views import cached_body, snippet_id, store_and_enqueue
+from snippet_service.web.forms import validate_snippet
+from snippet_service.web.options import parse_expiry, parse_highlight_in
+from snippet_service.web.reasons import api_error
+from snippet_service.web.typedefs import CONFIG, DB, LANGUAGES, PAGES, REDIS
+from snippet_service.web.views import cached_body, snippet_id, store_and_enqueue
 
-logger = logging.getLogger("snippet_service.api")
+logger = logging.getLogger("snippet_service.web.api")
 
 JSON_HEADERS = {"Content-Type": "application/json; charset=utf-8"}
 

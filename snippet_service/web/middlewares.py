@@ -19,10 +19,10 @@ from aiohttp.typedefs import Middleware
 from jinja2.runtime import Context
 
 from snippet_service.db import SnippetNotFound
-from snippet_service.forms import SnippetTooLarge
-from snippet_service.typedefs import BODIES, CONFIG
+from snippet_service.web.forms import SnippetTooLarge
+from snippet_service.web.typedefs import BODIES, CONFIG
 
-logger = logging.getLogger("snippet_service.middlewares")
+logger = logging.getLogger("snippet_service.web.middlewares")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Check = Callable[[web.Request], Awaitable[None]]
@@ -151,7 +151,7 @@ async def _read(request: web.Request) -> None:
 
 
 async def _read_in_time(request: web.Request, size: int) -> None:
-    from snippet_service.ratelimit import client_key  # ratelimit imports this module
+    from snippet_service.web.ratelimit import client_key  # ratelimit imports this module
 
     config, in_flight, client = request.app[CONFIG], request.app[BODIES], client_key(request)
     if not in_flight.reserve(client, size):

@@ -18,7 +18,7 @@ from snippet_service import bulk, db
 from snippet_service.batching import Batcher
 from snippet_service.queue import NewJob, enqueue_many, snippet_jobs
 
-logger = logging.getLogger("snippet_service.intake")
+logger = logging.getLogger("snippet_service.web.intake")
 
 
 class Intake:

@@ -9,12 +9,12 @@ from datetime import UTC, datetime
 import aiohttp_jinja2
 from aiohttp import web
 
-from snippet_service.dashboard.access import AUTH_FAILURES_PER_MINUTE, describe
-from snippet_service.dashboard.views import setup_dashboard_routes
-from snippet_service.throttle import FailureWindow
-from snippet_service.typedefs import AUTH_FAILURES, CONFIG
+from snippet_service.web.dashboard.access import AUTH_FAILURES_PER_MINUTE, describe
+from snippet_service.web.dashboard.views import setup_dashboard_routes
+from snippet_service.web.throttle import FailureWindow
+from snippet_service.web.typedefs import AUTH_FAILURES, CONFIG
 
-logger = logging.getLogger("snippet_service.dashboard")
+logger = logging.getLogger("snippet_service.web.dashboard")
 
 
 def _when(epoch: float | None) -> str:

@@ -6,14 +6,14 @@ import aiohttp
 from aiohttp import web
 from arq.connections import ArqRedis
 
-from snippet_service.cache import PageCache
 from snippet_service.config import Config
 from snippet_service.db import Database
-from snippet_service.events import DoneListener, StreamSlots
-from snippet_service.hits import HitCounter
-from snippet_service.intake import Intake
-from snippet_service.languages import Languages
-from snippet_service.throttle import BytesInFlight, FailureWindow
+from snippet_service.web.cache import PageCache
+from snippet_service.web.events import DoneListener, StreamSlots
+from snippet_service.web.hits import HitCounter
+from snippet_service.web.intake import Intake
+from snippet_service.web.languages import Languages
+from snippet_service.web.throttle import BytesInFlight, FailureWindow
 
 CONFIG = web.AppKey("config", Config)
 DB = web.AppKey("db", Database)

@@ -12,10 +12,10 @@ from contextlib import contextmanager
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from snippet_service.cache import PageCache
 from snippet_service.queue import DONE_CHANNEL
+from snippet_service.web.cache import PageCache
 
-logger = logging.getLogger("snippet_service.events")
+logger = logging.getLogger("snippet_service.web.events")
 
 
 class StreamsFull(Exception):

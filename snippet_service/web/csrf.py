@@ -28,10 +28,10 @@ from aiohttp import web
 from jinja2.runtime import Context
 from yarl import URL
 
-from snippet_service.middlewares import is_api, read_body
-from snippet_service.typedefs import CONFIG
+from snippet_service.web.middlewares import is_api, read_body
+from snippet_service.web.typedefs import CONFIG
 
-logger = logging.getLogger("snippet_service.csrf")
+logger = logging.getLogger("snippet_service.web.csrf")
 
 COOKIE_NAME = "csrf_token"
 SECURE_COOKIE_NAME = "__Host-csrf_token"  # with COOKIE_SECURE

@@ -14,12 +14,12 @@ from aiohttp import web
 from redis.exceptions import RedisError
 
 from snippet_service.config import Config
-from snippet_service.disk import disk_low
-from snippet_service.hits import Hit, Refusal, Verdict
-from snippet_service.middlewares import read_body
-from snippet_service.typedefs import CONFIG, HITS
+from snippet_service.web.disk import disk_low
+from snippet_service.web.hits import Hit, Refusal, Verdict
+from snippet_service.web.middlewares import read_body
+from snippet_service.web.typedefs import CONFIG, HITS
 
-logger = logging.getLogger("snippet_service.ratelimit")
+logger = logging.getLogger("snippet_service.web.ratelimit")
 
 CREATION_ROUTES = frozenset({"create_snippet", "api_create_snippet", "api_rehighlight"})
 DISK_LOW_MESSAGE = ("The server is low on disk space, so it cannot store new snippets right"

@@ -19,10 +19,10 @@ import secrets
 from aiohttp import web
 
 from snippet_service.config import Config
-from snippet_service.ratelimit import client_key
-from snippet_service.typedefs import AUTH_FAILURES, CONFIG
+from snippet_service.web.ratelimit import client_key
+from snippet_service.web.typedefs import AUTH_FAILURES, CONFIG
 
-logger = logging.getLogger("snippet_service.dashboard")
+logger = logging.getLogger("snippet_service.web.dashboard")
 
 PREFIX = "/jobs"
 PROXY_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Real-IP")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from snippet_service.client import HighlighterError
+from tasks.client import HighlighterError
 
 DEFAULT_RETRIES = 25
 MAX_RETRY_AFTER_SECONDS = 3600.0

@@ -6,9 +6,9 @@ from pathlib import Path
 
 from aiohttp import web
 
-from snippet_service import api, health, views
+from snippet_service.web import api, health, views
 
-STATIC_DIR = Path(__file__).parent / "static"
+STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 
 
 def setup_routes(app: web.Application) -> None:

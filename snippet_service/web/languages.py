@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
-logger = logging.getLogger("snippet_service.languages")
+logger = logging.getLogger("snippet_service.web.languages")
 
 DEFAULT_LANGUAGE = "python"
 

@@ -12,10 +12,10 @@ from aiohttp import web
 from redis.exceptions import RedisError
 
 from snippet_service import db, workers
-from snippet_service.disk import free_mb
-from snippet_service.typedefs import CONFIG, DB, REDIS
+from snippet_service.web.disk import free_mb
+from snippet_service.web.typedefs import CONFIG, DB, REDIS
 
-logger = logging.getLogger("snippet_service.health")
+logger = logging.getLogger("snippet_service.web.health")
 
 CHECK_TIMEOUT = 2.0
 UNREACHABLE = "unreachable"

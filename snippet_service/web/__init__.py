@@ -1,0 +1,1 @@
+"""The web app: pages, the JSON API, live updates and the /jobs dashboard."""
