@@ -17,8 +17,11 @@ $(STAMP): setup.cfg pyproject.toml
 run: $(STAMP)
 	$(PY) -m snippet_service.launcher
 
+# Test processes side by side (pytest-xdist); TEST_PROCESSES=0 runs the suite in one.
+TEST_PROCESSES ?= 2
+
 test: $(STAMP)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_PROCESSES) --dist loadgroup $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check snippet_service tasks tests bench run_web.py run_worker.py

@@ -1,55 +1,7 @@
-"""Start the web app: ``python run_web.py``.
+"""Start one web process: ``python run_web.py`` (the same as ``snippet-service-web``;
+see snippet_service/web/server.py)."""
 
-SIGINT or SIGTERM (Ctrl-C sends SIGINT to the whole process group, and ``make run`` then
-sends SIGTERM too) stops it: the listening socket closes, requests in progress get
-SHUTDOWN_SECONDS to finish (live-update streams and other long requests are then
-cancelled), and the app's resources close. Further signals while it stops change nothing.
-"""
-
-import asyncio
-import logging
-import signal
-
-import uvloop
-from aiohttp import web
-
-from snippet_service.config import Config, ConfigError
-from snippet_service.web.app import create_app
-from snippet_service.web.middlewares import hide_server_version, quiet_malformed_requests
-
-logger = logging.getLogger("snippet_service")
-
-SHUTDOWN_SECONDS = 2.0
-
-
-async def serve(config: Config) -> None:
-    """Serve until SIGINT or SIGTERM, then stop within a few seconds."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    runner = web.AppRunner(create_app(config), access_log=None,
-                           shutdown_timeout=SHUTDOWN_SECONDS)
-    await runner.setup()
-    try:
-        await web.TCPSite(runner, config.host, config.port).start()
-        logger.info("web app listening on http://%s:%d/", config.host, config.port)
-        await stop.wait()
-        logger.info("stopping")
-    finally:
-        await runner.cleanup()
-
-
-def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    quiet_malformed_requests()
-    hide_server_version()
-    try:
-        config = Config.from_env()
-    except ConfigError as exc:
-        raise SystemExit(f"configuration error: {exc}") from None
-    uvloop.run(serve(config))
-
+from snippet_service.web.server import main
 
 if __name__ == "__main__":
     main()

@@ -1,7 +1,7 @@
 """No-op job throughput of our arq worker configuration: ``python -m bench.noop``.
 
 Enqueues no-op jobs with arq's ``enqueue_job`` (gathered in batches), then drains them with
-an in-process worker in burst mode built from ``tasks.worker.worker_options`` (the JSON
+an in-process worker in burst mode built from ``tasks.worker.worker_settings`` (the JSON
 serializer, ``poll_delay``, ``max_jobs``, ``keep_result``...) on asyncio's own loop as
 run_worker.py, the job wrapped by ``tasks.policy.job`` like every job of ours (a retry
 policy with its timeout, and the dashboard's job counters), arq's log lines going to a
@@ -45,7 +45,7 @@ from snippet_service.stats import JobCounter
 from tasks.hotpath import BatchWorker
 from tasks.policy import job
 from tasks.retry import RetryPolicy
-from tasks.worker import QuietJobLines, worker_options
+from tasks.worker import QuietJobLines, worker_settings
 
 logger = logging.getLogger("bench.noop")
 
@@ -111,12 +111,13 @@ async def drain(config: Config, kind: type[Worker]) -> tuple[float, float, int]:
     started: list[float] = []
 
     async def on_startup(ctx: dict[str, Any]) -> None:
-        ctx["config"] = config
-        ctx["stats"] = JobCounter()  # flushed once a second by the real worker's runner
+        ctx["stats"] = JobCounter()  # flushed once a second by the real worker
+        ctx["running"] = {}  # for the real worker's on_job_start/on_job_end, kept here
         started[:] = [time.perf_counter(), time.process_time()]
 
-    options = {**worker_options(config), "functions": [with_policy()], "queue_name": QUEUE,
-               "burst": True, "handle_signals": False, "on_startup": on_startup}
+    options = {**worker_settings(config), "functions": [with_policy()], "cron_jobs": None,
+               "queue_name": QUEUE, "burst": True, "handle_signals": False,
+               "on_startup": on_startup, "on_shutdown": None}
     worker = kind(**options)
     try:
         await worker.main()
@@ -132,9 +133,9 @@ async def measure(redis_url: str, jobs: int, batch: int,
     config = Config(redis_url=redis_url)
     pool = await create_pool(redis_settings(config), job_serializer=serialize,
                              job_deserializer=deserialize, default_queue_name=QUEUE)
-    options = worker_options(config)
+    options = worker_settings(config)
     table = Table(
-        f"no-op jobs under tasks.policy.job, from tasks.worker.worker_options (JSON, asyncio loop,"
+        f"no-op jobs under tasks.policy.job, from tasks.worker.worker_settings (JSON, asyncio loop,"
         f" poll_delay={options['poll_delay']}s, max_jobs={options['max_jobs']})",
         ["drain", "jobs", "enqueue jobs/s", "drain jobs/s", "drain s", "worker CPU %",
          "CPU us/job", f"vs {TARGET_JOBS_PER_S:,}/s"],

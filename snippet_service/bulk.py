@@ -7,7 +7,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from snippet_service.db import HIGHLIGHTED, PENDING, Database, Snippet, utcnow
+from snippet_service.db import (
+    HIGHLIGHTED,
+    INSERT_COLUMNS,
+    PENDING,
+    Database,
+    Snippet,
+    insert_row,
+    new_snippet,
+    timestamp_in,
+    utcnow,
+)
 
 
 @dataclass(frozen=True)
@@ -22,31 +32,27 @@ class Draft:
 
 # One multi-row statement stays well below SQLite's 32,766 bound parameters.
 MAX_BATCH_ROWS = 500
-_INSERT_COLUMNS = ("language", "plain_code", "status", "created_at", "updated_at",
-                   "highlight_at", "expires_at", "queued_at")
 
 
 async def create_snippets(database: Database, drafts: Sequence[Draft]) -> list[Snippet]:
     """Store many pending snippets in one statement (one transaction); in the drafts' order."""
     created: list[Snippet] = []
     for first in range(0, len(drafts), MAX_BATCH_ROWS):
-        chunk = drafts[first:first + MAX_BATCH_ROWS]
-        now = utcnow()
-        rows = [(d.language, d.plain_code, PENDING, now, now,
-                 utcnow(d.highlight_in) if d.highlight_in > 0 else None,
-                 utcnow(d.expires_in) if d.expires_in else None, now) for d in chunk]
-        placeholders = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * len(rows))
+        chunk, now = drafts[first:first + MAX_BATCH_ROWS], utcnow()
+        row_marks = f"({', '.join('?' * len(INSERT_COLUMNS))})"
         returned = await database.write_returning(
-            f"INSERT INTO snippets ({', '.join(_INSERT_COLUMNS)}) VALUES {placeholders}"
-            " RETURNING id",
-            tuple(value for row in rows for value in row),
+            f"INSERT INTO snippets ({', '.join(INSERT_COLUMNS)})"
+            f" VALUES {', '.join([row_marks] * len(chunk))} RETURNING id",
+            tuple(value for d in chunk for value in
+                  insert_row(d.language, d.plain_code, d.highlight_in, d.expires_in, now)),
         )
         # AUTOINCREMENT gives the rows of one statement rising ids in VALUES order.
         ids = sorted(row[0] for row in returned)
-        if len(ids) != len(rows):
-            raise RuntimeError(f"inserted {len(ids)} of {len(rows)} snippets")
-        created.extend(Snippet(snippet_id, *row[:2], None, PENDING, None, 1, now, now, *row[5:])
-                       for snippet_id, row in zip(ids, rows, strict=True))
+        if len(ids) != len(chunk):
+            raise RuntimeError(f"inserted {len(ids)} of {len(chunk)} snippets")
+        created.extend(new_snippet(snippet_id, d.language, d.plain_code, d.highlight_in,
+                                   d.expires_in, now)
+                       for snippet_id, d in zip(ids, chunk, strict=True))
     return created
 
 
@@ -60,7 +66,7 @@ async def get_snippets(database: Database, snippet_ids: Sequence[int]) -> dict[i
             rows = await conn.execute_fetchall(
                 f"SELECT * FROM snippets WHERE id IN ({', '.join('?' * len(chunk))})"
                 " AND (expires_at IS NULL OR expires_at > ?)",
-                (*chunk, utcnow()),
+                (*chunk, timestamp_in()),
             )
         for row in rows:
             snippet = Snippet.from_row(row)
@@ -84,7 +90,8 @@ async def mark_many_highlighted(
             " updated_at = ? FROM done WHERE snippets.id = done.id"
             " AND snippets.revision = done.revision AND snippets.status = ?"
             " RETURNING snippets.id, snippets.revision",
-            (*(value for result in chunk for value in result), HIGHLIGHTED, utcnow(), PENDING),
+            (*(value for result in chunk for value in result), HIGHLIGHTED, timestamp_in(),
+             PENDING),
         )
         written.update((int(row[0]), int(row[1])) for row in rows)
     return written

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 T = TypeVar("T")
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+LOG_FORMATS = ("text", "json")
 
 
 class ConfigError(ValueError):
@@ -66,6 +67,16 @@ def _flag(raw: str) -> bool:
     if value in ("0", "false", "no", "off"):
         return False
     raise ValueError("use 1/0, true/false, yes/no or on/off")
+
+
+def _choice(choices: tuple[str, ...]) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in choices:
+            raise ValueError(f"use one of {', '.join(choices)}")
+        return value
+
+    return parse
 
 
 def _url(schemes: tuple[str, ...]) -> Callable[[str], str]:
@@ -136,6 +147,8 @@ class Config:
     body_bytes_in_flight_per_client: int = 8 * 1024 * 1024
     min_free_disk_mb: int = 100
     cookie_secure: bool = False
+    log_format: str = "text"
+    access_log: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
@@ -203,4 +216,6 @@ class Config:
             min_free_disk_mb=_read(env, "MIN_FREE_DISK_MB", _non_negative_int,
                                    cls.min_free_disk_mb),
             cookie_secure=_read(env, "COOKIE_SECURE", _flag, cls.cookie_secure),
+            log_format=_read(env, "LOG_FORMAT", _choice(LOG_FORMATS), cls.log_format),
+            access_log=_read(env, "ACCESS_LOG", _flag, cls.access_log),
         )

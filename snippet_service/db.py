@@ -1,55 +1,23 @@
-"""The data layer: a bounded pool of SQLite connections, migrations and snippet queries."""
+"""The data layer: snippets as Python values, and the queries on them (the connection pool
+and the migrations are in :mod:`snippet_service.sqlite`)."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
-from snippet_service.config import Config
+from snippet_service.sqlite import Database as Database
+from snippet_service.sqlite import database_ctx as database_ctx
 
 logger = logging.getLogger("snippet_service.db")
 
 PENDING, HIGHLIGHTED, FAILED = "pending", "highlighted", "failed"
 STATUSES = (PENDING, HIGHLIGHTED, FAILED)
-
-MIGRATIONS: tuple[str, ...] = (
-    """
-    CREATE TABLE snippets (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        language TEXT NOT NULL,
-        plain_code TEXT NOT NULL,
-        highlighted_code TEXT,
-        status TEXT NOT NULL DEFAULT 'pending'
-            CHECK (status IN ('pending', 'highlighted', 'failed')),
-        error TEXT,
-        revision INTEGER NOT NULL DEFAULT 1,
-        created_at TEXT NOT NULL,
-        updated_at TEXT NOT NULL
-    );
-    CREATE INDEX snippets_status_updated ON snippets (status, updated_at);
-    """,
-    """
-    ALTER TABLE snippets ADD COLUMN highlight_at TEXT;
-    ALTER TABLE snippets ADD COLUMN expires_at TEXT;
-    ALTER TABLE snippets ADD COLUMN queued_at TEXT;
-    CREATE INDEX snippets_expires_at ON snippets (expires_at) WHERE expires_at IS NOT NULL;
-    """,
-    # Everything lists and status checks read, so they never touch the large columns
-    # (the code and the HTML); the queries name it (INDEXED BY) and its exact expression.
-    """
-    CREATE INDEX snippets_summary ON snippets (id, status, revision, expires_at, language,
-        created_at, updated_at, substr(plain_code, 1, 200));
-    """,
-)
-
 
 class SnippetNotFound(LookupError):
     """No snippet has this id."""
@@ -59,8 +27,13 @@ class SnippetNotFound(LookupError):
         self.snippet_id = snippet_id
 
 
+TIME_COLUMNS = frozenset({"created_at", "updated_at", "highlight_at", "expires_at", "queued_at"})
+
+
 @dataclass(frozen=True)
 class Snippet:
+    """One snippet; its times are timezone-aware UTC datetimes (to the millisecond)."""
+
     id: int
     language: str
     plain_code: str
@@ -68,124 +41,51 @@ class Snippet:
     status: str
     error: str | None
     revision: int
-    created_at: str
-    updated_at: str
-    highlight_at: str | None = None
-    expires_at: str | None = None
-    queued_at: str | None = None
+    created_at: datetime
+    updated_at: datetime
+    highlight_at: datetime | None = None
+    expires_at: datetime | None = None
+    queued_at: datetime | None = None
 
     @classmethod
     def from_row(cls, row: aiosqlite.Row) -> Snippet:
-        return cls(**{key: row[key] for key in row.keys()})
+        return cls.from_columns({key: row[key] for key in row.keys()})
+
+    @classmethod
+    def from_columns(cls, columns: Mapping[str, Any]) -> Snippet:
+        """A snippet from its stored column values (times as stored text)."""
+        values: dict[str, Any] = {
+            key: parse_timestamp(value) if key in TIME_COLUMNS and value else value
+            for key, value in columns.items()
+        }
+        return cls(**values)
+
+
+def utcnow(offset: float = 0.0) -> datetime:
+    """The current time in UTC, plus ``offset`` seconds, to the millisecond (as stored)."""
+    return _millis(datetime.now(UTC) + timedelta(seconds=offset))
+
+
+def _millis(moment: datetime) -> datetime:
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
 def timestamp(moment: datetime) -> str:
-    """An ISO 8601 UTC string with milliseconds (these sort as text)."""
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """A datetime as stored: ISO 8601 UTC with milliseconds and "Z" (these sort as text)."""
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def utcnow(offset: float = 0.0) -> str:
-    """The current time, plus ``offset`` seconds, as a timestamp string."""
-    return timestamp(datetime.now(UTC) + timedelta(seconds=offset))
+def timestamp_in(seconds: float = 0.0) -> str:
+    """The stored text of the time ``seconds`` from now."""
+    return timestamp(utcnow(seconds))
 
 
 def parse_timestamp(value: str) -> datetime:
-    """The datetime of a timestamp string."""
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
-class Database:
-    """A fixed number of SQLite connections shared by coroutines; writes go one at a time."""
-
-    def __init__(self, path: Path, size: int) -> None:
-        self.path = path
-        self.size = size
-        self._idle: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
-        self._all: list[aiosqlite.Connection] = []
-        self._write_lock = asyncio.Lock()
-
-    async def open(self) -> None:
-        """Open the connections and bring the schema up to date."""
-        if self.path.parent != Path(""):
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        for _ in range(self.size):
-            conn = await aiosqlite.connect(self.path, isolation_level=None)
-            conn.row_factory = aiosqlite.Row
-            await conn.execute("PRAGMA busy_timeout = 10000")
-            await conn.execute("PRAGMA journal_mode = WAL")
-            await conn.execute("PRAGMA synchronous = NORMAL")
-            self._all.append(conn)
-            self._idle.put_nowait(conn)
-        await migrate(self)
-
-    async def close(self) -> None:
-        """Close every connection."""
-        for conn in self._all:
-            await conn.close()
-        self._all.clear()
-
-    @asynccontextmanager
-    async def connection(self) -> AsyncIterator[aiosqlite.Connection]:
-        """Borrow a connection for reads; waits while all are in use."""
-        conn = await self._idle.get()
-        try:
-            yield conn
-        finally:
-            self._idle.put_nowait(conn)
-
-    async def write(self, sql: str, parameters: tuple[Any, ...] = ()) -> aiosqlite.Cursor:
-        """One write statement on its own (autocommit; SQLite makes it atomic), one at a time.
-
-        A single statement takes the write lock when it starts, so it waits out other
-        writers within busy_timeout, and a cancelled caller cannot leave it half done.
-        """
-        async with self._write_lock, self.connection() as conn:
-            return await asyncio.shield(conn.execute(sql, parameters))
-
-    async def write_returning(
-        self, sql: str, parameters: tuple[Any, ...] = ()
-    ) -> list[aiosqlite.Row]:
-        """One write statement with a RETURNING clause, like :meth:`write`; its rows."""
-        async with self._write_lock, self.connection() as conn:
-            return list(await asyncio.shield(conn.execute_fetchall(sql, parameters)))
-
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        """A write transaction (BEGIN IMMEDIATE), committed on success, rolled back otherwise."""
-        async with self._write_lock, self.connection() as conn:
-            try:
-                # Inside the try: a cancelled BEGIN still runs on the connection's thread,
-                # and the rollback queued after it closes the transaction it opened.
-                await conn.execute("BEGIN IMMEDIATE")
-                yield conn
-                await asyncio.shield(conn.commit())
-            except BaseException:
-                await asyncio.shield(conn.rollback())
-                raise
-
-
-@asynccontextmanager
-async def database_ctx(config: Config) -> AsyncIterator[Database]:
-    """The process's database pool (DB_POOL_SIZE connections), open for the block."""
-    database = Database(config.db_path, config.db_pool_size)
-    try:
-        await database.open()
-        yield database
-    finally:
-        await database.close()
-
-
-async def migrate(db: Database) -> None:
-    """Apply the migrations this database has not seen yet."""
-    async with db.transaction() as conn:
-        async with conn.execute("PRAGMA user_version") as cursor:
-            row = await cursor.fetchone()
-        version = row[0] if row else 0
-        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-            logger.info("applying migration %d", number)
-            for statement in filter(str.strip, script.split(";")):
-                await conn.execute(statement)
-            await conn.execute(f"PRAGMA user_version = {number}")
+    """The aware UTC datetime of a stored time."""
+    moment = datetime.fromisoformat(value)
+    return moment if moment.tzinfo is UTC else moment.astimezone(UTC)
 
 
 async def create_snippet(
@@ -197,17 +97,39 @@ async def create_snippet(
 ) -> Snippet:
     """Store a new pending snippet (highlight no earlier than highlight_in seconds from now)."""
     now = utcnow()
-    highlight_at = utcnow(highlight_in) if highlight_in > 0 else None
-    expires_at = utcnow(expires_in) if expires_in else None
     cursor = await db.write(
-        "INSERT INTO snippets (language, plain_code, status, created_at, updated_at,"
-        " highlight_at, expires_at, queued_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (language, plain_code, PENDING, now, now, highlight_at, expires_at, now),
+        f"INSERT INTO snippets ({', '.join(INSERT_COLUMNS)})"
+        f" VALUES ({', '.join('?' * len(INSERT_COLUMNS))})",
+        insert_row(language, plain_code, highlight_in, expires_in, now),
     )
-    snippet_id = cursor.lastrowid
-    assert snippet_id is not None
+    assert cursor.lastrowid is not None
+    return new_snippet(cursor.lastrowid, language, plain_code, highlight_in, expires_in, now)
+
+
+INSERT_COLUMNS = ("language", "plain_code", "status", "created_at", "updated_at",
+                  "highlight_at", "expires_at", "queued_at")
+
+
+def insert_row(language: str, plain_code: str, highlight_in: float, expires_in: float | None,
+               now: datetime) -> tuple[Any, ...]:
+    """The values of INSERT_COLUMNS that store a new pending snippet made ``now``."""
+    made = timestamp(now)  # also its updated_at and queued_at
+    highlight_at, expires_at = _after(now, highlight_in), _after(now, expires_in)
+    return (language, plain_code, PENDING, made, made,
+            timestamp(highlight_at) if highlight_at else None,
+            timestamp(expires_at) if expires_at else None, made)
+
+
+def new_snippet(snippet_id: int, language: str, plain_code: str, highlight_in: float,
+                expires_in: float | None, now: datetime) -> Snippet:
+    """The snippet that :func:`insert_row`'s values stored as ``snippet_id``."""
     return Snippet(snippet_id, language, plain_code, None, PENDING, None, 1, now, now,
-                   highlight_at, expires_at, now)
+                   _after(now, highlight_in), _after(now, expires_in), now)
+
+
+def _after(now: datetime, seconds: float | None) -> datetime | None:
+    """``seconds`` after ``now`` (None without a positive delay), to the millisecond."""
+    return _millis(now + timedelta(seconds=seconds)) if seconds and seconds > 0 else None
 
 
 async def get_snippet(db: Database, snippet_id: int) -> Snippet:
@@ -215,7 +137,7 @@ async def get_snippet(db: Database, snippet_id: int) -> Snippet:
     async with db.connection() as conn:
         rows = await conn.execute_fetchall(
             "SELECT * FROM snippets WHERE id = ? AND (expires_at IS NULL OR expires_at > ?)",
-            (snippet_id, utcnow()),
+            (snippet_id, timestamp_in()),
         )
     for row in rows:
         return Snippet.from_row(row)
@@ -233,8 +155,8 @@ class SnippetSummary:
     language: str
     status: str
     excerpt: str  # the first EXCERPT_CHARS characters of the code
-    created_at: str
-    updated_at: str
+    created_at: datetime
+    updated_at: datetime
 
 
 async def recent_summaries(db: Database, limit: int = 20) -> list[SnippetSummary]:
@@ -244,9 +166,11 @@ async def recent_summaries(db: Database, limit: int = 20) -> list[SnippetSummary
             f"SELECT id, language, status, substr(plain_code, 1, {EXCERPT_CHARS}), created_at,"
             " updated_at FROM snippets INDEXED BY snippets_summary"
             " WHERE expires_at IS NULL OR expires_at > ? ORDER BY id DESC LIMIT ?",
-            (utcnow(), limit),
+            (timestamp_in(), limit),
         )
-    return [SnippetSummary(*row) for row in rows]
+    return [SnippetSummary(ident, language, status, excerpt, parse_timestamp(created),
+                           parse_timestamp(updated))
+            for ident, language, status, excerpt, created, updated in rows]
 
 
 async def snippet_status(db: Database, snippet_id: int) -> tuple[str, int] | None:
@@ -255,7 +179,7 @@ async def snippet_status(db: Database, snippet_id: int) -> tuple[str, int] | Non
         rows = await conn.execute_fetchall(
             "SELECT status, revision FROM snippets INDEXED BY snippets_summary"
             " WHERE id = ? AND (expires_at IS NULL OR expires_at > ?)",
-            (snippet_id, utcnow()),
+            (snippet_id, timestamp_in()),
         )
     for row in rows:
         return str(row[0]), int(row[1])
@@ -275,7 +199,7 @@ async def _finish(db: Database, snippet_id: int, revision: int, **values: Any) -
     cursor = await db.write(
         f"UPDATE snippets SET {columns}, updated_at = ?"
         " WHERE id = ? AND revision = ? AND status = ?",
-        (*values.values(), utcnow(), snippet_id, revision, PENDING),
+        (*values.values(), timestamp_in(), snippet_id, revision, PENDING),
     )
     return cursor.rowcount == 1
 
@@ -294,7 +218,7 @@ async def mark_failed(db: Database, snippet_id: int, revision: int, error: str) 
 
 async def rehighlight(db: Database, snippet_id: int, language: str | None = None) -> Snippet:
     """Start a new revision: pending again (optionally in another language)."""
-    now = utcnow()
+    now = timestamp_in()
     cursor = await db.write(
         "UPDATE snippets SET language = coalesce(?, language), status = ?,"
         " highlighted_code = NULL, error = NULL, revision = revision + 1, updated_at = ?,"
@@ -316,7 +240,7 @@ async def delete_snippet(db: Database, snippet_id: int) -> bool:
 async def purge_expired(db: Database) -> int:
     """Delete every expired snippet; return how many."""
     cursor = await db.write(
-        "DELETE FROM snippets WHERE expires_at IS NOT NULL AND expires_at <= ?", (utcnow(),)
+        "DELETE FROM snippets WHERE expires_at IS NOT NULL AND expires_at <= ?", (timestamp_in(),)
     )
     return cursor.rowcount
 
@@ -327,7 +251,7 @@ async def stale_pending(db: Database, older_than: float, limit: int = 500) -> li
         rows = await conn.execute_fetchall(
             "SELECT * FROM snippets WHERE status = ? AND coalesce(queued_at, updated_at) <= ?"
             " AND (expires_at IS NULL OR expires_at > ?) ORDER BY id LIMIT ?",
-            (PENDING, utcnow(-older_than), utcnow(), limit),
+            (PENDING, timestamp_in(-older_than), timestamp_in(), limit),
         )
     return [Snippet.from_row(row) for row in rows]
 
@@ -336,10 +260,11 @@ async def mark_queued(db: Database, snippet_ids: list[int]) -> None:
     """Note that these snippets' jobs were (re-)enqueued just now."""
     if not snippet_ids:
         return
+    now = timestamp_in()
     async with db.transaction() as conn:
         await conn.executemany(
             "UPDATE snippets SET queued_at = ? WHERE id = ?",
-            [(utcnow(), snippet_id) for snippet_id in snippet_ids],
+            [(now, snippet_id) for snippet_id in snippet_ids],
         )
 
 

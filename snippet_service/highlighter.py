@@ -1,8 +1,10 @@
 """Our Pygments-backed highlighting web service, speaking pygments.appspot.com's form API.
 
 ``POST /`` with form fields ``lang`` and ``code`` answers an HTML fragment;
-``GET /languages`` lists the languages; ``GET /style.css`` serves the stylesheet.
-Run it with ``python -m snippet_service.highlighter``.
+``GET /languages`` lists the languages; ``GET /style.css`` serves the stylesheet
+(``?style=NAME`` for another Pygments style; 404 for an unknown one). Run it with
+``snippet-service-highlighter`` or ``python -m snippet_service.highlighter``; SIGINT or
+SIGTERM stops it within SHUTDOWN_SECONDS, render processes included.
 
 Every render runs in a pool of processes with a deadline (``HIGHLIGHT_RENDER_SECONDS``):
 a render past it has its process killed and is answered 422 "too slow to highlight", a
@@ -22,9 +24,11 @@ from aiohttp import web
 from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import get_all_lexers, get_lexer_by_name
+from pygments.styles import get_all_styles
 from pygments.util import ClassNotFound
 
 from snippet_service.config import Config, ConfigError
+from snippet_service.logs import setup_logging
 from snippet_service.renderpool import PoolBusy, RenderFailed, RenderPool, RenderTimeout
 
 logger = logging.getLogger("snippet_service.highlighter")
@@ -34,6 +38,7 @@ CSS_CLASS = "highlight"
 POOL = web.AppKey("render_pool", RenderPool)
 MAX_CODE = web.AppKey("max_code", int)
 TOO_SLOW = "too slow to highlight"
+SHUTDOWN_SECONDS = 2.0
 
 
 @lru_cache(maxsize=1)
@@ -60,9 +65,15 @@ def render(lang: str, code: str) -> str:
 
 
 @lru_cache(maxsize=1)
-def stylesheet() -> str:
-    """The CSS matching the fragments' classes."""
-    return str(HtmlFormatter(cssclass=CSS_CLASS, style=STYLE).get_style_defs(f".{CSS_CLASS}"))
+def style_names() -> frozenset[str]:
+    """The Pygments styles a stylesheet may be asked for."""
+    return frozenset(get_all_styles())
+
+
+@lru_cache(maxsize=64)
+def stylesheet(style: str = STYLE) -> str:
+    """The CSS matching the fragments' classes, in one of ``style_names()``."""
+    return str(HtmlFormatter(cssclass=CSS_CLASS, style=style).get_style_defs(f".{CSS_CLASS}"))
 
 
 async def highlight_view(request: web.Request) -> web.Response:
@@ -108,7 +119,10 @@ async def languages_view(request: web.Request) -> web.Response:
 
 
 async def style_view(request: web.Request) -> web.Response:
-    return web.Response(text=stylesheet(), content_type="text/css")
+    style = request.query.get("style", STYLE)
+    if style not in style_names():
+        raise web.HTTPNotFound(text=f"unknown style {style!r}")
+    return web.Response(text=stylesheet(style), content_type="text/css")
 
 
 def create_app(
@@ -140,7 +154,8 @@ def create_app(
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    """Run the highlighter with the configuration from the environment."""
+    setup_logging()
     try:
         config = Config.from_env()
     except ConfigError as exc:
@@ -152,6 +167,7 @@ def main() -> None:
         host=config.highlighter_host,
         port=config.highlighter_port,
         handler_cancellation=True,  # a client that hangs up frees its render process
+        shutdown_timeout=SHUTDOWN_SECONDS,  # then renders still running are cut short
         print=lambda _: logger.info(
             "highlighter listening on http://%s:%d/", config.highlighter_host,
             config.highlighter_port
@@ -161,6 +177,10 @@ def main() -> None:
 
 if __name__ == "__main__":
     # Run as the importable module, so that render processes find ``render`` by its name.
+    # They need nothing from this main module, so hide it from multiprocessing, which
+    # would otherwise run it again in each of them (with a RuntimeWarning for ``-m``).
+    __spec__ = None  # type: ignore[assignment]
+    del __file__
     from snippet_service.highlighter import main as module_main
 
     module_main()

@@ -1,5 +1,10 @@
-"""`make run`: start Valkey (unless REDIS_URL is set), the highlighter (unless
-HIGHLIGHTER_URL is set), the worker and the web app; stop them all on SIGINT or SIGTERM.
+"""`make run` and ``snippet-service``: start Valkey (unless REDIS_URL is set), the
+highlighter (unless HIGHLIGHTER_URL is set), the worker and the web app; stop them all on
+SIGINT or SIGTERM.
+
+The children are this Python's modules (``python -m …``), run in the current directory
+(SNIPPETS_DB, ``var/snippets.db`` by default, is relative to it), so an installed package
+runs the same way as the repository. They inherit the environment, LOG_FORMAT included.
 """
 
 from __future__ import annotations
@@ -11,15 +16,16 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 from types import FrameType
 
 from snippet_service.config import Config, ConfigError
+from snippet_service.logs import setup_logging
 from snippet_service.valkey import free_port, private_password, start_valkey, wait_for_port
 
 logger = logging.getLogger("snippet_service.launcher")
 
-ROOT = Path(__file__).resolve().parent.parent
+# The worker gives running jobs WORKER_SHUTDOWN_GRACE (25 s by default) to finish; the
+# web app and the highlighter stop within a few seconds.
 STOP_GRACE_SECONDS = 30.0
 PR_SET_PDEATHSIG = 1
 
@@ -41,10 +47,10 @@ def die_with_parent() -> None:
         pass
 
 
-def _python(*args: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+def _python(module: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """``python -m module`` with this interpreter, in the current directory."""
     return subprocess.Popen(
-        [sys.executable, *args],
-        cwd=ROOT,
+        [sys.executable, "-m", module],
         env=env,
         stdin=subprocess.DEVNULL,
         preexec_fn=die_with_parent,
@@ -58,8 +64,21 @@ def url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
+def valkey_preexec() -> None:
+    """In the private Valkey: a process group of its own, so that the terminal's Ctrl-C
+    does not stop it under the others (``stop_all`` stops it last), and death with us."""
+    os.setpgid(0, 0)
+    die_with_parent()
+
+
 def stop_all(processes: list[tuple[str, subprocess.Popen[bytes]]]) -> None:
-    """SIGTERM every process (newest first), wait, then SIGKILL what is left."""
+    """Stop the services, then the private Valkey they use (so that the worker can still
+    finish and record its jobs): SIGTERM, wait, then SIGKILL what is left."""
+    _stop([item for item in processes if item[0] != "valkey"])
+    _stop([item for item in processes if item[0] == "valkey"])
+
+
+def _stop(processes: list[tuple[str, subprocess.Popen[bytes]]]) -> None:
     for _name, process in reversed(processes):
         if process.poll() is None:
             process.terminate()
@@ -74,12 +93,13 @@ def stop_all(processes: list[tuple[str, subprocess.Popen[bytes]]]) -> None:
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    """Run the whole service until SIGINT or SIGTERM; the exit code says how it ended."""
     try:
         config = Config.from_env()
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
+    setup_logging()
     signal.signal(signal.SIGTERM, _raise_stop)
     signal.signal(signal.SIGINT, _raise_stop)
     env = dict(os.environ)
@@ -89,18 +109,18 @@ def main() -> int:
             port = int(env.get("VALKEY_PORT") or free_port())
             data_dir = config.db_path.parent / "valkey"
             password = private_password(data_dir / "password")
-            processes.append(("valkey", start_valkey(port, data_dir, preexec_fn=die_with_parent,
+            processes.append(("valkey", start_valkey(port, data_dir, preexec_fn=valkey_preexec,
                                                      password=password)))
             env["REDIS_URL"] = f"redis://:{password}@127.0.0.1:{port}/0"
             logger.info("private Valkey on redis://127.0.0.1:%d/0 (data in %s, password in %s)",
                         port, data_dir, data_dir / "password")
         if not config.highlighter_url_set:
-            processes.append(("highlighter", _python("-m", "snippet_service.highlighter", env=env)))
+            processes.append(("highlighter", _python("snippet_service.highlighter", env)))
             host = config.highlighter_host  # loopback unless HIGHLIGHTER_HOST says otherwise
             wait_for_port(config.highlighter_port, 30.0, processes[-1][1], host)
             env["HIGHLIGHTER_URL"] = f"http://{url_host(host)}:{config.highlighter_port}/"
-        processes.append(("worker", _python("run_worker.py", env=env)))
-        processes.append(("web", _python("run_web.py", env=env)))
+        processes.append(("worker", _python("tasks.runner", env)))
+        processes.append(("web", _python("snippet_service.web.server", env)))
         wait_for_port(config.port, 30.0, processes[-1][1], config.host)
         url = f"http://{url_host(config.host)}:{config.port}/"
         print(f"snippet-service is running at {url} (Ctrl-C stops it)", flush=True)

@@ -30,7 +30,8 @@ def context_fields() -> dict[str, object]:
 @contextmanager
 def bound(**ids: object) -> Iterator[None]:
     """Log lines within the block carry these ids (request_id, job_id, snippet_id)."""
-    variables: dict[str, ContextVar[Any]] = {"request_id": REQUEST_ID, "job_id": JOB_ID, "snippet_id": SNIPPET_ID}
+    variables: dict[str, ContextVar[Any]] = {
+        "request_id": REQUEST_ID, "job_id": JOB_ID, "snippet_id": SNIPPET_ID}
     tokens = [(variables[key], variables[key].set(value)) for key, value in ids.items()]
     try:
         yield

@@ -27,7 +27,6 @@ logger = logging.getLogger("snippet_service.queue")
 JOB_EXPIRES = timedelta(days=30)
 HIGHLIGHT_JOB = "highlight_snippet"
 EXPIRE_JOB = "expire_snippet"
-RECONCILE_JOB = "reconcile"
 DONE_CHANNEL = "snippets:done"
 
 
@@ -97,13 +96,19 @@ def highlight_job_id(snippet_id: int, revision: int) -> str:
     return f"highlight:{snippet_id}:{revision}"
 
 
-def revision_of(job_id: str) -> int | None:
-    """The snippet revision a highlight job id names (None for other job ids)."""
+def highlight_target(job_id: str) -> tuple[int, int] | None:
+    """The (snippet id, revision) a highlight job id names (None for other job ids)."""
     parts = job_id.split(":")
     if (len(parts) >= 3 and parts[0] == "highlight"
             and all(part.isascii() and part.isdigit() for part in parts[1:3])):
-        return int(parts[2])
+        return int(parts[1]), int(parts[2])
     return None
+
+
+def revision_of(job_id: str) -> int | None:
+    """The snippet revision a highlight job id names (None for other job ids)."""
+    target = highlight_target(job_id)
+    return target[1] if target else None
 
 
 def expire_job_id(snippet_id: int) -> str:

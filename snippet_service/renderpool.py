@@ -14,10 +14,12 @@ import ctypes
 import logging
 import multiprocessing
 import signal
+import threading
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
+from multiprocessing import forkserver
 from multiprocessing.connection import Connection
 from multiprocessing.context import ForkServerContext
 from multiprocessing.process import BaseProcess
@@ -66,6 +68,23 @@ def _serve(conn: Connection, render: Render) -> None:
             conn.send_bytes(answer)
         except (EOFError, OSError):
             return
+
+
+def _start_forkserver() -> None:
+    """Start multiprocessing's forkserver with SIGINT ignored, which it and every render
+    process forked from it inherit: the terminal's Ctrl-C (sent to the whole process
+    group) never reaches them, not even while they import or before ``_serve`` runs, so
+    they print no KeyboardInterrupt; the pool stops them. Done in the main thread, the
+    only one that may change signal handlers, with the handler put back at once."""
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or previous is None:
+        forkserver.ensure_running()
+        return
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        forkserver.ensure_running()
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 class _Process:
@@ -131,6 +150,7 @@ class RenderPool:
 
     async def start(self) -> None:
         """Start the processes and render one small snippet in each."""
+        _start_forkserver()
         loop = asyncio.get_running_loop()
         started = await asyncio.gather(*(
             loop.run_in_executor(self._threads, _Process, self._context, self._render)

@@ -18,9 +18,7 @@ FORM_HEADERS = {"Content-Type": "application/x-www-form-urlencoded"}
 
 
 class HighlighterError(Exception):
-    """The highlighter could not produce HTML."""
-
-    transient = False
+    """The highlighter could not produce HTML (each job decides which kinds it retries)."""
 
     def __init__(self, message: str, status: int | None = None, retry_after: float | None = None):
         super().__init__(message)
@@ -30,8 +28,6 @@ class HighlighterError(Exception):
 
 class HighlighterUnavailable(HighlighterError):
     """A failure that may pass: connection errors, timeouts, 429 and 5xx answers."""
-
-    transient = True
 
 
 class HighlighterRejected(HighlighterError):

@@ -5,9 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from snippet_service import db
-from snippet_service.jobs_admin import fail_snippet
-from snippet_service.queue import DONE_CHANNEL, publish_done, revision_of
+from snippet_service import db, snippets
+from snippet_service.queue import DONE_CHANNEL, revision_of
 from tasks.client import highlight, max_response_bytes
 from tasks.finish import announce
 from tasks.sanitize import clean_html
@@ -30,7 +29,6 @@ async def highlight_snippet(ctx: dict[str, Any], snippet_id: int) -> str:
         return f"superseded by revision {snippet.revision}"
     if snippet.status != db.PENDING:
         return f"already {snippet.status}"
-    ctx["snippet_revision"] = snippet.revision  # this job's own ctx, for on_dead
     config = ctx["config"]
     html = await highlight(ctx["http"], config.highlighter_url, snippet.language,
                            snippet.plain_code, max_response_bytes(config.max_snippet_bytes))
@@ -45,13 +43,13 @@ async def highlight_snippet(ctx: dict[str, Any], snippet_id: int) -> str:
 async def highlight_failed(
     ctx: dict[str, Any], exc: Exception, message: str, snippet_id: int
 ) -> None:
-    """The job is dead: the snippet shows `failed` with the reason."""
-    revision = ctx.get("snippet_revision") or revision_of(ctx.get("job_id", ""))
-    await fail_snippet(ctx["db"], ctx["redis"], snippet_id, revision, message)
+    """The job is dead: the snippet shows `failed` with the reason (the revision its job id
+    names; the current one for a job enqueued under another id)."""
+    revision = revision_of(ctx.get("job_id", ""))
+    await snippets.fail(ctx["db"], ctx["redis"], snippet_id, revision, message)
 
 
 async def expire_snippet(ctx: dict[str, Any], snippet_id: int) -> str:
     """The deferred delete of an expiring snippet (reads hide it once expired anyway)."""
-    deleted = await db.delete_snippet(ctx["db"], snippet_id)
-    await publish_done(ctx["redis"], snippet_id)  # web processes drop their cached copy
+    deleted = await snippets.delete(ctx["db"], ctx["redis"], snippet_id)
     return "deleted" if deleted else "already gone"

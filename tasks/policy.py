@@ -1,9 +1,11 @@
 """Wraps job functions with a retry policy, the equivalent of ``sidekiq_options retry:``.
 
-Any failure but a permanent one retries on Sidekiq's schedule until the policy's retries
-run out; then, or at once for a permanent failure, the job is recorded in the dead set and
-its ``on_dead`` hook runs. Cancellation (worker shutdown) is not a failure: arq runs the
-job again and no retry is used.
+The job decides what is transient (:class:`tasks.retry.RetryPolicy`): its ``retry_on``
+failures and its own timeout retry on Sidekiq's schedule until the retries run out; any
+other failure is final at once. A dead job is recorded in the dead set and its ``on_dead``
+hook runs; a failure the job did not foresee (a bug) is logged with its traceback.
+Cancellation (worker shutdown) is not a failure: arq runs the job again and no retry is
+used. Log lines written while a job runs carry its job id and snippet id.
 """
 
 from __future__ import annotations
@@ -18,10 +20,9 @@ from typing import Any
 from arq import Retry
 from arq.worker import Function, func
 
-from snippet_service import deadset
-from tasks.client import HighlighterError
+from snippet_service import deadset, logs
 from tasks.finish import finish_with_job
-from tasks.retry import RetryPolicy, is_transient
+from tasks.retry import RetryPolicy
 
 logger = logging.getLogger("tasks.policy")
 
@@ -40,21 +41,24 @@ def job(
     policy: RetryPolicy,
     on_dead: DeadHook | None = None,
 ) -> Function:
-    """An arq Function running ``function`` under ``policy``."""
+    """An arq Function running ``function`` under ``policy``; ``on_dead(ctx, exc, message,
+    *args)`` runs once the job is dead."""
 
     async def run(ctx: dict[str, Any], *args: Any) -> Any:
-        try:
-            async with asyncio.timeout(policy.timeout):
-                result = await function(ctx, *args)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            ctx["stats"].count(failed=True)
-            return await _failed(ctx, name, policy, on_dead, args, exc)
-        ctx["stats"].count(failed=False)
-        if int(ctx.get("job_try", 1)) > 1:  # drop its retry record with its finish
-            await finish_with_job(ctx, deadset.forget_commands(ctx["job_id"]))
-        return result
+        with logs.bound(job_id=ctx["job_id"], snippet_id=args[0] if args else None):
+            deadline = asyncio.timeout(policy.timeout)
+            try:
+                async with deadline:
+                    result = await function(ctx, *args)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                ctx["stats"].count(failed=True)
+                return await _failed(ctx, name, policy, on_dead, args, exc, deadline.expired())
+            ctx["stats"].count(failed=False)
+            if int(ctx.get("job_try", 1)) > 1:  # drop its retry record with its finish
+                await finish_with_job(ctx, deadset.forget_commands(ctx["job_id"]))
+            return result
 
     run.__qualname__ = run.__name__ = name
     return func(
@@ -65,6 +69,12 @@ def job(
     )
 
 
+def _retry_after(exc: Exception) -> float | None:
+    """The delay the failure asks for (a 429/503's Retry-After), if any."""
+    value = getattr(exc, "retry_after", None)
+    return float(value) if isinstance(value, int | float) else None
+
+
 async def _failed(
     ctx: dict[str, Any],
     name: str,
@@ -72,13 +82,11 @@ async def _failed(
     on_dead: DeadHook | None,
     args: tuple[Any, ...],
     exc: Exception,
+    timed_out: bool,
 ) -> str:
     redis, job_id = ctx["redis"], ctx["job_id"]
     failures = await deadset.count_failures(redis, job_id)
-    if isinstance(exc, TimeoutError) and not str(exc):
-        message = f"the job took longer than {policy.timeout:g}s"
-    else:
-        message = str(exc)
+    message = f"the job took longer than {policy.timeout:g}s" if timed_out else str(exc)
     record = deadset.FailedJob(
         job_id=job_id,
         function=name,
@@ -91,16 +99,20 @@ async def _failed(
         failed_at=time.time(),
         queue=ctx.get("queue_name", ""),
     )
-    if is_transient(exc) and failures <= policy.retries:
-        retry_after = exc.retry_after if isinstance(exc, HighlighterError) else None
-        delay = policy.delay(failures - 1, ctx["config"].retry_delay_scale, retry_after)
+    transient = policy.is_transient(exc, timed_out)
+    if transient and failures <= policy.retries:
+        delay = policy.delay(failures - 1, ctx["config"].retry_delay_scale, _retry_after(exc))
         record.next_at = record.failed_at + delay
         await deadset.record_retry(redis, record)
         logger.warning("%s failed (%s: %s); retry %d of %d in %.2fs",
                        job_id, record.error_class, message, failures, policy.retries, delay)
         raise Retry(defer=delay) from exc
-    logger.error("%s is dead after %d tries: %s: %s", job_id, failures, record.error_class,
-                 message)
+    if transient or policy.is_expected(exc):
+        logger.error("%s is dead after %d tries: %s: %s", job_id, failures,
+                     record.error_class, message)
+    else:  # not a failure this job foresees: a bug, with its traceback for whoever fixes it
+        logger.error("%s is dead at once, an unexpected %s: %s", job_id, record.error_class,
+                     message, exc_info=exc)
     await deadset.record_dead(redis, record)
     if on_dead is not None:
         await on_dead(ctx, exc, message, *args)

@@ -6,13 +6,12 @@ from __future__ import annotations
 import logging
 import os
 import time
-from datetime import UTC, datetime
 
 from arq.connections import ArqRedis
 
-from snippet_service import db, deadset
+from snippet_service import db, deadset, snippets
 from snippet_service.config import Config
-from snippet_service.queue import clear_result, enqueue_highlight, highlight_job_id, job_is_live
+from snippet_service.queue import job_is_live
 
 logger = logging.getLogger("tasks.reconcile")
 
@@ -24,25 +23,8 @@ async def reconcile(database: db.Database, redis: ArqRedis, config: Config) -> i
     lock_ms = max(100, int(config.reconcile_interval * 900))
     if not await redis.set(LOCK_KEY, os.getpid(), nx=True, px=lock_ms):
         return 0
-    purged = await db.purge_expired(database)
-    if purged:
-        logger.info("purged %d expired snippets", purged)
-    now = datetime.now(UTC)
-    checked: list[int] = []
-    requeued = 0
-    for snippet in await db.stale_pending(database, config.reconcile_after):
-        checked.append(snippet.id)
-        job_id = highlight_job_id(snippet.id, snippet.revision)
-        if await job_is_live(redis, job_id):
-            continue
-        run_at = db.parse_timestamp(snippet.highlight_at) if snippet.highlight_at else None
-        await clear_result(redis, job_id)
-        await enqueue_highlight(redis, snippet.id, snippet.revision,
-                                run_at if run_at and run_at > now else None)
-        requeued += 1
-    await db.mark_queued(database, checked)
-    if requeued:
-        logger.warning("re-enqueued %d pending snippets that had no job", requeued)
+    await snippets.expire_overdue(database)
+    requeued = await snippets.requeue_lost(database, redis, config.reconcile_after)
     await forget_lost_retries(redis)
     return requeued
 

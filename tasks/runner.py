@@ -1,32 +1,52 @@
-"""Runs the arq worker so that it stays up: Redis outages are waited out with backoff,
-SIGTERM lets running jobs finish within WORKER_SHUTDOWN_GRACE, and a heartbeat and the
-reconciler run beside it."""
+"""The worker process: ``python -m tasks.runner`` (also ``run_worker.py`` and the
+``snippet-service-worker`` console script); ``--check`` reports the workers' health,
+``--processes N`` runs N worker processes side by side.
+
+It runs the one worker definition, :func:`tasks.worker.worker_settings`, under
+:class:`tasks.hotpath.BatchWorker`, and adds the one thing arq's ``Worker`` cannot do:
+stay up when Redis goes away (its ``main()`` ends with the connection error). Then
+:class:`Runner` cancels the jobs that were running (they stay in Redis and run again),
+closes what the worker opened, waits (0.5 s, doubling up to 5 s) and builds a new worker
+from the same settings.
+
+Stopping: SIGINT or SIGTERM stops claiming jobs; running jobs get WORKER_SHUTDOWN_GRACE
+seconds (arq's ``job_completion_wait``), then are cancelled to run again elsewhere; the
+process exits 0. A signal during the reconnect wait ends it at once, and every Redis call
+on the way out has at most a second or so, so that with no job running the worker is
+gone within about 2 s even with Redis gone or hanging. Further signals change nothing:
+a terminal's Ctrl-C reaches every process of the group and a launcher may pass it on as
+well, and neither may cut the grace period short.
+"""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import ctypes
 import logging
 import signal
-import time
-from contextlib import AsyncExitStack
+import subprocess
+import sys
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from arq.connections import ArqRedis
-from redis.exceptions import RedisError
 
 from snippet_service import workers
-from snippet_service.config import Config
+from snippet_service.config import Config, ConfigError
+from snippet_service.launcher import die_with_parent
+from snippet_service.logs import setup_logging
 from snippet_service.queue import open_pool
 from tasks.hotpath import BatchWorker
-from tasks.reconcile import reconcile
-from tasks.worker import STATS_FLUSH_SECONDS, open_resources, worker_options
+from tasks.worker import REDIS_ERRORS, QuietJobLines, worker_settings
 
 logger = logging.getLogger("tasks.runner")
 
-REDIS_ERRORS = (RedisError, OSError, asyncio.TimeoutError)
+FIRST_BACKOFF_SECONDS = 0.5
 MAX_BACKOFF_SECONDS = 5.0
+CLOSE_SECONDS = 1.0  # the most closing a worker waits on Redis (finishes, arq's health key)
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 M_ARENA_MAX = -8  # glibc's mallopt parameter
 MALLOC_ARENAS = 2
 
@@ -43,132 +63,97 @@ def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> None:
 
 
 class Runner:
-    """One worker process: arq's Worker, rebuilt whenever the Redis connection is lost."""
+    """One worker process: a BatchWorker from :func:`tasks.worker.worker_settings`, built
+    again (with fresh settings: the cron schedule starts over) after a Redis outage.
+
+    The runner handles the signals (``handle_signals=False``) because they must also end
+    the wait between workers; for a running worker it calls the handler arq would have
+    installed itself. It runs the settings' ``on_shutdown`` itself, before arq's
+    ``close()``: that needs Redis, and the resources must be closed (the SQLite threads
+    before the event loop) whether Redis answers or not.
+    """
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.ctx: dict[str, Any] = {"config": config}
-        self.info = workers.new_worker_info(config.worker_max_jobs, config.queue_name)
-        self.worker: BatchWorker | None = None
+        self.grace = config.worker_shutdown_grace
         self.stopping = asyncio.Event()
-        self.running: dict[str, workers.RunningJob] = {}
+        self.worker: BatchWorker | None = None
 
     def stop(self, signum: signal.Signals) -> None:
-        """First signal: stop taking jobs, let running ones finish within the grace period."""
+        """The first signal: stop claiming jobs; running ones get the grace period."""
         if self.stopping.is_set():
+            logger.info("%s: already stopping", signum.name)
             return
-        logger.info("%s: stopping (grace %.0fs for running jobs)", signum.name,
-                    self.config.worker_shutdown_grace)
+        logger.info("%s: stopping (grace %gs for running jobs)", signum.name, self.grace)
         self.stopping.set()
-        if self.worker is not None and self.worker.main_task is not None:
-            self.worker.handle_sig_wait_for_completion(signum)
+        worker = self.worker
+        if worker is not None:
+            # arq's own signal handlers (what Worker(handle_signals=True) installs): stop
+            # claiming, wait up to job_completion_wait for running jobs, cancel the rest
+            # and the worker's main task.
+            if self.grace:
+                worker.handle_sig_wait_for_completion(signum)
+            else:
+                worker.handle_sig(signum)
 
     async def run(self) -> None:
+        """Run workers until a signal stops them."""
         loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        for signum in STOP_SIGNALS:
             loop.add_signal_handler(signum, self.stop, signum)
-        async with AsyncExitStack() as stack:
-            await open_resources(self.ctx, stack)
-            side_tasks = [asyncio.create_task(self._every(workers.HEARTBEAT_SECONDS,
-                                                          self._heartbeat)),
-                          asyncio.create_task(self._every(self.config.reconcile_interval,
-                                                          self._reconcile)),
-                          asyncio.create_task(self._every(STATS_FLUSH_SECONDS,
-                                                          self.ctx["stats"].flush))]
-            try:
-                await self._run_workers()
-            finally:
-                for task in side_tasks:
-                    task.cancel()
-                await asyncio.gather(*side_tasks, return_exceptions=True)
-                await self._unregister()
-
-    async def _run_workers(self) -> None:
-        backoff = 0.5
+        backoff = FIRST_BACKOFF_SECONDS
         while not self.stopping.is_set():
-            worker = BatchWorker(**worker_options(self.config), handle_signals=False,
-                            ctx=dict(self.ctx), on_job_start=self._job_started,
-                            after_job_end=self._job_ended)
-            self.worker = worker
+            settings = worker_settings(self.config)
+            on_shutdown = settings["on_shutdown"]
+            worker = self.worker = BatchWorker(**{**settings, "on_shutdown": None,
+                                                  "handle_signals": False})
+            lost = False
             try:
                 await worker.async_run()
             except asyncio.CancelledError:
                 if not self.stopping.is_set():
                     raise
             except REDIS_ERRORS as exc:
-                logger.warning("Redis connection lost (%r); reconnecting in %.1fs", exc, backoff)
-                await self._abandon(worker)
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self.stopping.wait(), backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
-                continue
-            backoff = 0.5
-            with contextlib.suppress(*REDIS_ERRORS):
-                await worker.close()
-            logger.info("worker stopped: %r", worker)
-            return
+                lost = not self.stopping.is_set()
+                if "redis" in worker.ctx:  # it had connected: this is a new outage
+                    backoff = FIRST_BACKOFF_SECONDS
+                if lost:
+                    logger.warning("Redis connection lost (%r); reconnecting in %.1fs",
+                                   exc, backoff)
+            finally:
+                self.worker = None
+                await self._close(worker, on_shutdown)
+            if not lost:
+                return
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(backoff):
+                    await self.stopping.wait()
+            backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
 
-    async def _abandon(self, worker: BatchWorker) -> None:
-        """Cancel a broken worker's jobs: they stay queued and run again once Redis is back."""
+    async def _close(self, worker: BatchWorker,
+                     on_shutdown: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
+        """Close a worker that ended, whatever state Redis is in."""
+        # A worker that lost Redis still runs its jobs: cancel them (they stay queued).
+        # ``tasks`` holds arq's run_job tasks; after a signal they are done already.
         for task in worker.tasks.values():
             task.cancel()
-        await asyncio.gather(*worker.tasks.values(), return_exceptions=True)
-        pool = worker._pool  # None when the worker never got a connection
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(CLOSE_SECONDS):
+                await asyncio.gather(*worker.tasks.values(), return_exceptions=True)
+        await on_shutdown(worker.ctx)
+        try:
+            async with asyncio.timeout(CLOSE_SECONDS):
+                await worker.close()  # the finish batch, arq's health key, the pool
+        except REDIS_ERRORS as exc:
+            logger.debug("closing the worker: %r", exc)
+        pool: ArqRedis | None = worker.pool  # still open if close() did not get that far
         if pool is not None:
             with contextlib.suppress(*REDIS_ERRORS):
-                await asyncio.wait_for(pool.aclose(close_connection_pool=True), 2)
-
-    def _pool(self) -> ArqRedis | None:
-        worker = self.worker
-        return worker._pool if worker is not None else None
-
-    async def _every(self, seconds: float, action: Any) -> None:
-        """Run action every few seconds while a Redis connection is up."""
-        while True:
-            pool = self._pool()
-            if pool is None:
-                await asyncio.sleep(0.2)
-                continue
-            try:
-                await action(pool)
-            except REDIS_ERRORS as exc:
-                logger.debug("%s skipped: %r", action.__name__, exc)
-            except Exception:  # a bad pass must not end the loop for good
-                logger.exception("%s failed; trying again in %.0fs", action.__name__, seconds)
-            await asyncio.sleep(seconds)
-
-    async def _job_started(self, ctx: dict[str, Any]) -> None:
-        self.running[ctx["job_id"]] = workers.RunningJob(
-            ctx["job_id"], time.time(), int(ctx.get("job_try", 1))
-        )
-
-    async def _job_ended(self, ctx: dict[str, Any]) -> None:
-        self.running.pop(ctx["job_id"], None)
-
-    async def _heartbeat(self, pool: ArqRedis) -> None:
-        worker = self.worker
-        live = set(worker.job_tasks) if worker is not None else set()
-        for job_id in set(self.running) - live:  # cancelled jobs skip after_job_end
-            del self.running[job_id]
-        self.info.running = list(self.running.values())
-        await workers.heartbeat(pool, self.info)
-
-    async def _reconcile(self, pool: ArqRedis) -> None:
-        await reconcile(self.ctx["db"], pool, self.config)
-
-    async def _unregister(self) -> None:
-        """Leave the registry, and write the last job counts."""
-        with contextlib.suppress(*REDIS_ERRORS):
-            pool = await open_pool(self.config)
-            try:
-                await workers.unregister(pool, self.info.worker_id)
-                await self.ctx["stats"].flush(pool)
-            finally:
                 await pool.aclose(close_connection_pool=True)
 
 
 async def check(config: Config) -> int:
-    """Exit status for ``run_worker.py --check``: 0 while a worker is alive."""
+    """Exit status for ``--check``: 0 while a worker is alive."""
     try:
         pool = await open_pool(config)
         try:
@@ -184,3 +169,61 @@ async def check(config: Config) -> int:
     for info in live:
         print(f"healthy: worker {info.worker_id} running {len(info.running)} jobs")
     return 0
+
+
+def run_processes(count: int) -> int:
+    """Run ``count`` single worker processes and pass SIGINT/SIGTERM on to them."""
+    children: list[subprocess.Popen[bytes]] = []
+
+    def forward(signum: int, _frame: object) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, forward)
+    # ``-m``, not a file: it works as well from an installed wheel.
+    command = [sys.executable, "-m", "tasks.runner", "--processes", "1"]
+    children.extend(subprocess.Popen(command, preexec_fn=die_with_parent) for _ in range(count))
+    return max(child.wait() for child in children)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The worker process's entry point."""
+    parser = argparse.ArgumentParser(description="Run the snippet service's arq worker.")
+    parser.add_argument("--check", action="store_true",
+                        help="exit 0 if a worker beat in the last 30 s, else 1")
+    parser.add_argument("--processes", type=int, default=None, metavar="N",
+                        help="worker processes to run (default: WORKER_PROCESSES, 1)")
+    args = parser.parse_args(argv)
+    # Until the event loop takes the signals over, remember one instead of dying of it.
+    early: list[signal.Signals] = []
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, lambda received, _frame: early.append(signal.Signals(received)))
+    setup_logging()
+    logging.getLogger("arq.worker").addFilter(QuietJobLines())
+    try:
+        config = Config.from_env()
+    except ConfigError as exc:
+        raise SystemExit(f"configuration error: {exc}") from None
+    if args.check:
+        return asyncio.run(check(config))
+    processes = args.processes or config.worker_processes
+    if processes > 1:
+        return run_processes(processes)
+    # asyncio's own loop: uvloop would save about 5 % of the CPU per job, but its library
+    # alone adds about 3 MB of resident memory, and the worker is judged on memory per job
+    # in flight far more than on CPU (see README, Performance).
+    limit_malloc_arenas()
+    asyncio.run(_serve(Runner(config), early))
+    return 0
+
+
+async def _serve(runner: Runner, early: list[signal.Signals]) -> None:
+    if early:
+        runner.stop(early[0])
+    await runner.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

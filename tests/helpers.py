@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar, overload
 
 import aiohttp
 import psutil
@@ -18,18 +19,84 @@ from snippet_service.web.csrf import COOKIE_NAME, FIELD_NAME
 
 _HIDDEN_TOKEN = re.compile(rf'<input type="hidden" name="{FIELD_NAME}" value="([^"]+)">')
 
+T = TypeVar("T")
+Message = str | Callable[[], str]
+
+
+def _describe(message: Message, timeout: float) -> str:
+    text = message() if callable(message) else message
+    return f"not within {timeout:g} s: {text}"
+
+
+@overload
+async def until(condition: Callable[[], Awaitable[T]], timeout: float = ...,
+                message: Message = ..., interval: float = ...) -> T: ...
+
+
+@overload
+async def until(condition: Callable[[], T], timeout: float = ...,
+                message: Message = ..., interval: float = ...) -> T: ...
+
+
+async def until(condition: Callable[[], Any], timeout: float = 10.0,
+                message: Message = "the condition never held", interval: float = 0.05) -> Any:
+    """Call ``condition`` (plain or async) until it returns something truthy; return that.
+
+    Fails the test with ``message`` (a string, or a function called only then, say to add
+    a log) when ``timeout`` seconds pass first. The condition is always checked once more
+    at the deadline, so a slow machine does not fail a condition that did hold.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        last = time.monotonic() >= deadline
+        value = condition()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return value
+        if last:
+            raise AssertionError(_describe(message, timeout))
+        await asyncio.sleep(min(interval, max(0.0, deadline - time.monotonic())))
+
+
+def wait_until(condition: Callable[[], T], timeout: float = 10.0,
+               message: Message = "the condition never held", interval: float = 0.05) -> T:
+    """``until`` for code outside the event loop (fixtures, plain tests)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        last = time.monotonic() >= deadline
+        value = condition()
+        if value:
+            return value
+        if last:
+            raise AssertionError(_describe(message, timeout))
+        time.sleep(min(interval, max(0.0, deadline - time.monotonic())))
+
+
+async def snippet_json(http: aiohttp.ClientSession, base_url: str,
+                       snippet_id: int) -> dict[str, Any]:
+    """The snippet as GET /api/snippets/{id} answers it now."""
+    async with http.get(f"{base_url}/api/snippets/{snippet_id}") as response:
+        assert response.status == 200, await response.text()
+        body: dict[str, Any] = await response.json()
+    return body
+
 
 async def wait_for_snippet(http: aiohttp.ClientSession, base_url: str, snippet_id: int,
                            timeout: float = 15.0) -> dict[str, Any]:
-    """Poll the API until the snippet is no longer pending."""
-    deadline = time.monotonic() + timeout
-    while True:
-        async with http.get(f"{base_url}/api/snippets/{snippet_id}") as response:
-            assert response.status == 200, await response.text()
-            body: dict[str, Any] = await response.json()
-        if body["status"] != "pending" or time.monotonic() > deadline:
-            return body
-        await asyncio.sleep(0.05)
+    """The snippet once it is no longer pending (``timeout=0``: as it is now, pending or
+    not); fails the test if it is still pending after ``timeout`` seconds."""
+    if timeout <= 0:
+        return await snippet_json(http, base_url, snippet_id)
+
+    async def finished() -> dict[str, Any] | None:
+        body = await snippet_json(http, base_url, snippet_id)
+        return body if body["status"] != "pending" else None
+
+    body: dict[str, Any] | None = await until(finished, timeout,
+                                              f"snippet {snippet_id} is still pending")
+    assert body is not None
+    return body
 
 
 async def form_token(http: aiohttp.ClientSession, base_url: str) -> str:

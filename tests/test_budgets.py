@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -14,11 +13,10 @@ import aiohttp
 import pytest
 import redis
 
-from snippet_service.valkey import free_port, start_valkey
 from snippet_service.web.hits import BYTES_PREFIX, DAY_PREFIX, KEY_PREFIX
-from tests.conftest import fresh_redis_url, row_count
-from tests.helpers import post_form
-from tests.servers import Stack
+from tests.conftest import MakeStack, row_count
+from tests.helpers import post_form, until
+from tests.servers import Stack, start_private_valkey
 from tests.test_limits import post_body
 
 PER_MINUTE = 100_000
@@ -26,22 +24,10 @@ PER_DAY = 150_000
 CLIENT = "127.0.0.1"
 
 
-@pytest.fixture(scope="module")
-def budget_stack(valkey: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    running = Stack(fresh_redis_url(valkey), tmp_path_factory.mktemp("budgets"),
-                    RATE_LIMIT_BYTES_PER_MINUTE=str(PER_MINUTE),
-                    DAILY_BYTES_PER_CLIENT=str(PER_DAY))
-    yield running
-    running.stop()
-
-
-@pytest.fixture(scope="module")
-def full_disk_stack(valkey: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """MIN_FREE_DISK_MB far above any disk's free space."""
-    running = Stack(fresh_redis_url(valkey), tmp_path_factory.mktemp("full-disk"),
-                    MIN_FREE_DISK_MB=str(10**12))
-    yield running
-    running.stop()
+@pytest.fixture
+def budget_stack(make_stack: MakeStack) -> Stack:
+    return make_stack(shared=True, RATE_LIMIT_BYTES_PER_MINUTE=str(PER_MINUTE),
+                      DAILY_BYTES_PER_CLIENT=str(PER_DAY))
 
 
 @pytest.fixture
@@ -126,7 +112,7 @@ async def test_the_daily_budget_refuses_with_a_clear_429_once_spent(
 async def chunks(body: bytes, size: int = 8192) -> AsyncIterator[bytes]:
     for start in range(0, len(body), size):
         yield body[start:start + size]
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # not a wait: each chunk goes out on its own
 
 
 async def test_a_chunked_body_is_counted_once_read(
@@ -164,7 +150,8 @@ async def test_health_reports_free_disk_space(budget_stack: Stack,
 
 
 async def test_low_disk_space_is_503_health_and_507_creation(
-        full_disk_stack: Stack, http: aiohttp.ClientSession) -> None:
+        make_stack: MakeStack, http: aiohttp.ClientSession) -> None:
+    full_disk_stack = make_stack(MIN_FREE_DISK_MB=str(10**12))  # far above any free space
     async with http.get(f"{full_disk_stack.url}/healthz") as response:
         health = await response.json()
     assert response.status == 503
@@ -188,27 +175,23 @@ async def test_low_disk_space_is_503_health_and_507_creation(
 
 
 async def test_health_shows_plain_states_and_logs_the_reason(
-        tmp_path: Path, http: aiohttp.ClientSession) -> None:
-    port = free_port()
-    server = start_valkey(port, tmp_path / "valkey", persistent=False)
-    stack = Stack(f"redis://127.0.0.1:{port}/0", tmp_path)
+        make_stack: MakeStack, tmp_path: Path, http: aiohttp.ClientSession) -> None:
+    server, port = start_private_valkey(tmp_path / "valkey")
     try:
+        stack = make_stack(redis_url=f"redis://127.0.0.1:{port}/0")
         server.kill()
         server.wait()
-        deadline = time.monotonic() + 10
-        while True:
+
+        async def unhealthy() -> str | None:
             async with http.get(f"{stack.url}/healthz") as response:
-                text = await response.text()
-            if response.status == 503 or time.monotonic() > deadline:
-                break
-            await asyncio.sleep(0.1)
-        assert response.status == 503
+                return await response.text() if response.status == 503 else None
+
+        text = await until(unhealthy, 10, "/healthz never answered 503")
         assert json.loads(text)["checks"] == {"sqlite": "ok", "redis": "unreachable",
                                               "workers": 0}
         assert "Error" not in text and "(" not in text  # no exception repr
         assert "health check: Redis: " in stack.web.log()
     finally:
-        stack.stop()
         if server.poll() is None:
             server.kill()
             server.wait()

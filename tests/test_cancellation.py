@@ -19,10 +19,28 @@ from snippet_service import db
 from snippet_service.config import Config
 from snippet_service.web.app import create_app
 from tests.conftest import fresh_redis_url, row_count
-from tests.helpers import create_via_api
+from tests.helpers import create_via_api, until
 from tests.servers import Stack
 
 POOL_SIZE = 5
+
+
+async def settled(path: Path) -> None:
+    """Wait until the server is done with the requests cut short: the row count holds
+    still from one look to the next and nobody holds the write lock."""
+    counts: list[int] = []
+
+    def still() -> bool:
+        counts.append(row_count(path))
+        if len(counts) < 2 or counts[-1] != counts[-2]:
+            return False
+        try:
+            assert_write_lock_is_free(path)
+        except sqlite3.OperationalError:
+            return False
+        return True
+
+    await until(still, 10, "the server kept writing", interval=0.2)
 
 
 def assert_write_lock_is_free(path: Path) -> None:
@@ -43,7 +61,7 @@ async def test_cancelled_writes_leave_no_transaction_open(tmp_path: Path) -> Non
         for _ in range(40):  # cancel at every stage: queued, BEGIN, INSERT, COMMIT
             tasks = [asyncio.create_task(db.create_snippet(database, "python", "x"))
                      for _ in range(30)]
-            await asyncio.sleep(rng.random() * 0.005)
+            await asyncio.sleep(rng.random() * 0.005)  # a random moment to cancel at
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -93,12 +111,11 @@ async def test_requests_cancelled_by_disconnecting_clients(
         for _ in range(25):
             tasks = [asyncio.create_task(create(n)) for n in range(40)]
             attempted += len(tasks)
-            await asyncio.sleep(rng.random() * 0.03)
+            await asyncio.sleep(rng.random() * 0.03)  # a random moment to hang up at
             for task in tasks:
                 task.cancel()  # the client hangs up; the server cancels the handler
             await asyncio.gather(*tasks, return_exceptions=True)
-        await asyncio.sleep(0.5)  # let the server finish cancelling
-
+        await settled(db_path)
         stored = row_count(db_path)
         assert stored < attempted  # requests were cut short
         assert_write_lock_is_free(db_path)
@@ -131,13 +148,11 @@ async def test_clients_hanging_up_on_the_real_server(stack: Stack,
                 pass
 
         tasks = [asyncio.create_task(create(n)) for n in range(200)]
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(0.02)  # the moment to hang up at: requests are mid-flight
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-    await asyncio.sleep(1)
-
-    assert_write_lock_is_free(stack.db_path)
+    await settled(stack.db_path)
     created = await create_via_api(http, stack.url, "python", "still writing")
     assert row_count(stack.db_path) >= rows + 1  # (hang-ups after a whole body are stored)
     assert created["status"] == "pending"

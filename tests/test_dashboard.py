@@ -8,8 +8,6 @@ import base64
 import re
 import time
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import aiohttp
 import pytest
@@ -20,21 +18,17 @@ from snippet_service import deadset
 from snippet_service.config import Config
 from snippet_service.queue import open_pool
 from snippet_service.web.dashboard.access import _is_loopback
-from tests.conftest import fresh_redis_url
-from tests.helpers import create_via_api, wait_for_snippet
+from tests.conftest import MakeStack, fresh_redis_url
+from tests.helpers import create_via_api, until, wait_for_snippet
 from tests.servers import ROOT, Stack
 
 SCREENSHOTS = ROOT / "var" / "screenshots"
 
 
-@pytest.fixture(scope="module")
-def dash_stack(valkey: str, flaky_highlighter: str,
-               tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+@pytest.fixture
+def dash_stack(make_stack: MakeStack, flaky_highlighter: str) -> Stack:
     """Retries on Sidekiq's real schedule, so a failed job waits 15–25 s to retry."""
-    running = Stack(fresh_redis_url(valkey), tmp_path_factory.mktemp("dash"),
-                    highlighter_url=flaky_highlighter, HIGHLIGHT_RETRIES="3")
-    yield running
-    running.stop()
+    return make_stack(shared=True, highlighter_url=flaky_highlighter, HIGHLIGHT_RETRIES="3")
 
 
 @pytest.fixture
@@ -51,13 +45,6 @@ def unique(code: str) -> str:
     return f"{code} # {uuid.uuid4().hex[:8]}"
 
 
-async def wait_until(predicate: object, timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while not await predicate():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "condition never became true"
-        await asyncio.sleep(0.1)
-
-
 @pytest.mark.timeout(180)
 async def test_every_page_in_every_state_and_actions_by_clicking(
         dash_stack: Stack, page: Page, http: aiohttp.ClientSession) -> None:
@@ -72,9 +59,14 @@ async def test_every_page_in_every_state_and_actions_by_clicking(
         later = await response.json()
     slow = await create_via_api(http, base, "slow", unique("sleep=20"))
     client = redis.Redis.from_url(dash_stack.redis_url)
-    await wait_until(lambda: asyncio.to_thread(client.zcard, deadset.RETRY_SET))
-    await asyncio.sleep(workers_heartbeat := 5.5)  # the busy job shows up on a heartbeat
-    del workers_heartbeat
+    await until(lambda: asyncio.to_thread(client.zcard, deadset.RETRY_SET), 15,
+                "no job is waiting to retry")
+
+    async def busy_shown() -> bool:  # the running job shows up on the worker's next beat
+        async with http.get(f"{base}/jobs/busy") as response:
+            return f"highlight:{slow['id']}:1" in await response.text()
+
+    await until(busy_shown, 15, "the running job never showed on /jobs/busy")
 
     await page.goto(f"{base}/jobs")
     await expect(page.locator("h1")).to_have_text("Dashboard")
@@ -143,7 +135,9 @@ async def test_live_refresh_updates_and_can_be_paused(dash_stack: Stack, page: P
     await page.click("#live-toggle")
     await expect(page.locator("#live-toggle")).to_have_text("Resume live refresh")
     paused_at = await page.locator("#processed").inner_text()
-    await create_via_api(http, dash_stack.url, "python", unique("tock = 1"))
+    tock = await create_via_api(http, dash_stack.url, "python", unique("tock = 1"))
+    await wait_for_snippet(http, dash_stack.url, tock["id"])  # the count has changed
+    # The wait is what is tested: longer than the page's 3 s refresh, nothing changes.
     await asyncio.sleep(4)
     assert await page.locator("#processed").inner_text() == paused_at
     await page.click("#live-toggle")
@@ -186,7 +180,7 @@ async def test_job_arguments_and_errors_are_escaped(dash_stack: Stack, page: Pag
     await expect(page.locator("pre.traceback")).to_have_text("<b>tb</b>")
 
 
-async def test_paging_a_dead_set_of_100000(valkey: str, tmp_path: Path,
+async def test_paging_a_dead_set_of_100000(valkey: str, make_stack: MakeStack,
                                            http: aiohttp.ClientSession) -> None:
     redis_url = fresh_redis_url(valkey)
     client = redis.Redis.from_url(redis_url)
@@ -200,17 +194,14 @@ async def test_paging_a_dead_set_of_100000(valkey: str, tmp_path: Path,
             pipe.hset(deadset.DEAD_DATA, job.job_id, job.dumps())
         pipe.execute()
     client.close()
-    stack = Stack(redis_url, tmp_path)
-    try:
-        async with http.get(f"{stack.url}/jobs/dead") as response:
-            first = await response.text()
-        assert "Dead <small>100000</small>" in first
-        assert "bulk-99999" in first and "page 1 of 4000" in first
-        async with http.get(f"{stack.url}/jobs/dead?page=4000") as response:
-            last = await response.text()
-        assert "bulk-0<" in last or "bulk-0\"" in last
-    finally:
-        stack.stop()
+    stack = make_stack(redis_url=redis_url)
+    async with http.get(f"{stack.url}/jobs/dead") as response:
+        first = await response.text()
+    assert "Dead <small>100000</small>" in first
+    assert "bulk-99999" in first and "page 1 of 4000" in first
+    async with http.get(f"{stack.url}/jobs/dead?page=4000") as response:
+        last = await response.text()
+    assert "bulk-0<" in last or "bulk-0\"" in last
 
 
 def basic(user: str, password: str) -> dict[str, str]:
@@ -218,23 +209,22 @@ def basic(user: str, password: str) -> dict[str, str]:
     return {"Authorization": f"Basic {token}"}
 
 
-async def test_password_and_loopback_rules(valkey: str, tmp_path: Path,
-                                           http: aiohttp.ClientSession) -> None:
+def test_loopback_addresses() -> None:
     assert _is_loopback("127.0.0.1") and _is_loopback("::1")
     assert not _is_loopback("10.1.2.3") and not _is_loopback(None)
-    stack = Stack(fresh_redis_url(valkey), tmp_path, DASHBOARD_PASSWORD="s3cret")
-    try:
-        async with http.get(f"{stack.url}/jobs") as response:
-            assert response.status == 401
-            assert response.headers["WWW-Authenticate"].startswith("Basic")
-        async with http.get(f"{stack.url}/jobs", headers=basic("ops", "wrong")) as response:
-            assert response.status == 401
-        async with http.get(f"{stack.url}/jobs/dead", headers=basic("ops", "s3cret")) as response:
-            assert response.status == 200
-        async with http.get(f"{stack.url}/") as response:
-            assert response.status == 200  # the rest of the site is open
-    finally:
-        stack.stop()
+
+
+async def test_password_rules(make_stack: MakeStack, http: aiohttp.ClientSession) -> None:
+    stack = make_stack(DASHBOARD_PASSWORD="s3cret")
+    async with http.get(f"{stack.url}/jobs") as response:
+        assert response.status == 401
+        assert response.headers["WWW-Authenticate"].startswith("Basic")
+    async with http.get(f"{stack.url}/jobs", headers=basic("ops", "wrong")) as response:
+        assert response.status == 401
+    async with http.get(f"{stack.url}/jobs/dead", headers=basic("ops", "s3cret")) as response:
+        assert response.status == 200
+    async with http.get(f"{stack.url}/") as response:
+        assert response.status == 200  # the rest of the site is open
 
 
 async def test_proxied_requests_are_not_taken_for_local_ones(

@@ -3,11 +3,10 @@ throttle on wrong passwords with it, a log line at start and one per action."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import re
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -16,27 +15,22 @@ from snippet_service import deadset
 from snippet_service.config import Config
 from snippet_service.queue import open_pool
 from snippet_service.web.dashboard.access import AUTH_FAILURES_PER_MINUTE, is_loopback_host
-from tests.conftest import fresh_redis_url
-from tests.helpers import form_token, token_cookie
+from tests.conftest import MakeStack
+from tests.helpers import form_token, token_cookie, until
 from tests.servers import Stack
 
 PASSWORD = "s3cret-enough"
 REBOUND = "rebind.attacker.example"
 
 
-@pytest.fixture(scope="module")
-def open_stack(valkey: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    running = Stack(fresh_redis_url(valkey), tmp_path_factory.mktemp("jobs-open"))
-    yield running
-    running.stop()
+@pytest.fixture
+def open_stack(stack: Stack) -> Stack:
+    return stack
 
 
-@pytest.fixture(scope="module")
-def locked_stack(valkey: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    running = Stack(fresh_redis_url(valkey), tmp_path_factory.mktemp("jobs-locked"),
-                    DASHBOARD_PASSWORD=PASSWORD)
-    yield running
-    running.stop()
+@pytest.fixture
+def locked_stack(make_stack: MakeStack) -> Stack:
+    return make_stack(shared=True, DASHBOARD_PASSWORD=PASSWORD)
 
 
 @pytest.fixture
@@ -52,12 +46,9 @@ def basic(password: str) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(f"ops:{password}".encode()).decode()}
 
 
-async def wait_for_log(stack: Stack, pattern: str, timeout: float = 10) -> str:
-    deadline = time.monotonic() + timeout
-    while not re.search(pattern, log := stack.web.log()):
-        assert time.monotonic() < deadline, f"no {pattern!r} in:\n{log}"
-        await asyncio.sleep(0.05)
-    return log
+async def wait_for_log(stack: Stack, pattern: str, timeout: float = 10) -> None:
+    await until(lambda: re.search(pattern, stack.web.log()), timeout,
+                lambda: f"no {pattern!r} in:\n{stack.web.log()}")
 
 
 @pytest.mark.parametrize(("host", "loopback"), [

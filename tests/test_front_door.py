@@ -8,7 +8,6 @@ import asyncio
 import os
 import stat
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
@@ -19,8 +18,8 @@ from snippet_service.valkey import free_port, private_password, start_valkey
 from snippet_service.web.csrf import COOKIE_NAME, FIELD_NAME, SECURE_COOKIE_NAME
 from snippet_service.web.forms import max_body_bytes
 from snippet_service.web.middlewares import SERVER_NAME
-from tests.conftest import fresh_redis_url, row_count
-from tests.helpers import create_via_api, wait_for_snippet
+from tests.conftest import MakeStack, row_count
+from tests.helpers import create_via_api, until, wait_for_snippet
 from tests.servers import Stack
 
 BODY_LIMIT = max_body_bytes(512 * 1024)
@@ -28,14 +27,12 @@ READ_TIMEOUT = 1.0
 IN_FLIGHT = 1024 * 1024
 
 
-@pytest.fixture(scope="module")
-def front(valkey: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+@pytest.fixture
+def front(make_stack: MakeStack) -> Stack:
     """The rate limit on, a 1 s body timeout and 1 MiB of bodies in flight per address."""
-    running = Stack(fresh_redis_url(valkey), tmp_path_factory.mktemp("front"),
-                    RATE_LIMIT_PER_MINUTE="1000", BODY_READ_TIMEOUT=str(READ_TIMEOUT),
-                    BODY_BYTES_IN_FLIGHT_PER_CLIENT=str(IN_FLIGHT))
-    yield running
-    running.stop()
+    return make_stack(shared=True, RATE_LIMIT_PER_MINUTE="1000",
+                      BODY_READ_TIMEOUT=str(READ_TIMEOUT),
+                      BODY_BYTES_IN_FLIGHT_PER_CLIENT=str(IN_FLIGHT))
 
 
 class Raw:
@@ -66,6 +63,25 @@ class Raw:
                     headers[name.strip().lower()] = value.strip()
             body = await self.reader.readexactly(int(headers.get("content-length", "0")))
         return int(lines[0].split()[1]), headers, body
+
+    def read_by_server(self) -> bool:
+        """Whether everything sent so far has left this socket and the server process has
+        taken it off its own (``/proc/net/tcp``: both queues empty)."""
+        local = self.writer.get_extra_info("sockname")
+        server = self.writer.get_extra_info("peername")
+
+        def address(host_port: tuple[str, int]) -> str:
+            host, port = host_port
+            return "".join(f"{int(part):02X}" for part in reversed(host.split("."))) + \
+                f":{port:04X}"
+
+        queues = {}
+        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+            fields = line.split()
+            queues[(fields[1], fields[2])] = fields[4]
+        ours = queues.get((address(local), address(server)))
+        theirs = queues.get((address(server), address(local)))
+        return ours == theirs == "00000000:00000000"
 
     async def closed_within(self, timeout: float) -> bool:
         """Whether the server closes the connection within timeout seconds."""
@@ -169,7 +185,7 @@ async def test_a_body_that_trickles_in_is_a_408_and_the_connection_closes(
         async def trickle() -> None:  # a byte every 0.2 s: never idle, never done
             for _ in range(100):
                 await raw.send(b"1\r\n{\r\n" if chunked else b"{")
-                await asyncio.sleep(0.2)
+                await asyncio.sleep(0.2)  # the slow client is the behaviour under test
 
         sender = asyncio.create_task(trickle())
         try:
@@ -195,7 +211,7 @@ async def test_bodies_in_flight_from_one_address_are_capped(
     others: list[Raw] = []
     try:
         await first.send(post_head("/api/snippets", "application/json", size) + padded[:100_000])
-        await asyncio.sleep(0.2)  # let the first request's body start being read
+        await until(first.read_by_server, 5, "the server never read the first body's start")
         refused = 0
         for _ in range(20):
             raw = await Raw.open(front)
@@ -246,10 +262,8 @@ async def test_malformed_requests_are_a_400_and_one_quiet_log_line(front: Stack)
             assert headers.get("server", SERVER_NAME) == SERVER_NAME
         finally:
             raw.close()
-    deadline = time.monotonic() + 10
-    while front.web.log().count("malformed request from") < 4:
-        assert time.monotonic() < deadline, front.web.log()
-        await asyncio.sleep(0.05)
+    await until(lambda: front.web.log().count("malformed request from") >= 4, 10,
+                "fewer than 4 malformed requests logged")
     log = front.web.log()
     assert "Traceback" not in log and " ERROR " not in log, log
     assert "malformed request from 127.0.0.1: 400" in log
@@ -265,26 +279,22 @@ async def test_no_response_names_the_software_version(
 # The token cookie behind TLS.
 
 async def test_cookie_secure_sets_a_host_prefixed_secure_cookie(
-        valkey: str, tmp_path: Path, http: aiohttp.ClientSession) -> None:
-    stack = Stack(fresh_redis_url(valkey), tmp_path, COOKIE_SECURE="1")
-    try:
-        async with http.get(f"{stack.url}/") as response:
-            cookies = response.headers.getall("Set-Cookie")
-        assert len(cookies) == 1
-        cookie = cookies[0]
-        assert cookie.startswith(f"{SECURE_COOKIE_NAME}=")
-        attributes = {part.strip().split("=")[0].lower() for part in cookie.split(";")[1:]}
-        assert {"secure", "path", "httponly"} <= attributes and "domain" not in attributes
-        assert "Path=/;" in cookie + ";"
-        token = cookie.split(";")[0].split("=", 1)[1]
-        fields = {FIELD_NAME: token, "language": "python", "plain_code": "x = 1"}
-        for name, status in ((COOKIE_NAME, 403), (SECURE_COOKIE_NAME, 303)):
-            async with http.post(f"{stack.url}/snippets", data=fields, allow_redirects=False,
-                                 headers={"Cookie": f"{name}={token}"}) as response:
-                assert response.status == status, name
-    finally:
-        stack.stop()
-
+        make_stack: MakeStack, http: aiohttp.ClientSession) -> None:
+    stack = make_stack(COOKIE_SECURE="1")
+    async with http.get(f"{stack.url}/") as response:
+        cookies = response.headers.getall("Set-Cookie")
+    assert len(cookies) == 1
+    cookie = cookies[0]
+    assert cookie.startswith(f"{SECURE_COOKIE_NAME}=")
+    attributes = {part.strip().split("=")[0].lower() for part in cookie.split(";")[1:]}
+    assert {"secure", "path", "httponly"} <= attributes and "domain" not in attributes
+    assert "Path=/;" in cookie + ";"
+    token = cookie.split(";")[0].split("=", 1)[1]
+    fields = {FIELD_NAME: token, "language": "python", "plain_code": "x = 1"}
+    for name, status in ((COOKIE_NAME, 403), (SECURE_COOKIE_NAME, 303)):
+        async with http.post(f"{stack.url}/snippets", data=fields, allow_redirects=False,
+                             headers={"Cookie": f"{name}={token}"}) as response:
+            assert response.status == status, name
 
 
 # The private Valkey's password.

@@ -11,7 +11,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
@@ -20,12 +19,13 @@ from arq.jobs import Job, JobStatus
 
 from snippet_service.config import Config
 from snippet_service.queue import highlight_job_id, open_pool
-from tests.conftest import fresh_redis_url
-from tests.helpers import create_via_api, wait_for_snippet
+from tests.conftest import MakeStack
+from tests.helpers import create_via_api, until, wait_for_snippet
 from tests.servers import Stack
 from tests.test_recovery import Valkey, count_highlight_writes, own_valkey, wait_for_calls
 
 __all__ = ["own_valkey"]  # a fixture this module uses
+pytestmark = pytest.mark.spread  # every test starts a stack of its own
 
 
 async def create_many(http: aiohttp.ClientSession, base_url: str, language: str,
@@ -53,14 +53,6 @@ def writes_per_snippet(db_path: Path) -> dict[int, int]:
         return {int(snippet_id): int(count) for snippet_id, count in rows}
 
 
-async def wait_until(condition: Any, timeout: float, message: str,
-                     stack: Stack | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"{message}\n{stack.logs() if stack else ''}"
-        await asyncio.sleep(0.1)
-
-
 async def upstream_counts(http: aiohttp.ClientSession, upstream: str,
                           prefix: str) -> dict[str, int]:
     async with http.get(upstream + "counts", params={"prefix": prefix}) as response:
@@ -80,15 +72,15 @@ async def start_mid_batch(stack: Stack, http: aiohttp.ClientSession, tag: str, c
     worker is then in the middle of its batches (some written, most still running)."""
     count_highlight_writes(stack.db_path)
     ids = await create_many(http, stack.url, "slow", spread_codes(tag, count))
-    await wait_until(lambda: statuses(stack.db_path).get("highlighted", 0) >= done, 30,
-                     "nothing was highlighted", stack)
+    await until(lambda: statuses(stack.db_path).get("highlighted", 0) >= done, 30,
+                "nothing was highlighted", interval=0.1)
     return ids
 
 
 async def all_written_once(stack: Stack, count: int, message: str) -> None:
     """Wait until nothing is pending; then every snippet is highlighted, written once."""
-    await wait_until(lambda: statuses(stack.db_path).get("pending", 0) == 0, 120, message,
-                     stack)
+    await until(lambda: statuses(stack.db_path).get("pending", 0) == 0, 120, message,
+                interval=0.1)
     assert statuses(stack.db_path) == {"highlighted": count}, stack.logs()
     writes = writes_per_snippet(stack.db_path)
     assert len(writes) == count
@@ -97,69 +89,57 @@ async def all_written_once(stack: Stack, count: int, message: str) -> None:
 
 @pytest.mark.timeout(240)
 async def test_two_workers_share_5000_jobs_and_each_runs_once(
-        valkey: str, flaky_highlighter: str, tmp_path: Path,
-        http: aiohttp.ClientSession) -> None:
-    stack = Stack(fresh_redis_url(valkey), tmp_path, highlighter_url=flaky_highlighter,
-                  WORKER_MAX_JOBS="300")
-    try:
-        count_highlight_writes(stack.db_path)
-        first = stack.worker
-        second = stack.start_worker()
-        tag = uuid.uuid4().hex
-        codes = [f"{tag}-{n}" for n in range(5000)]
-        await create_many(http, stack.url, "python", codes)
-        await wait_until(lambda: statuses(stack.db_path).get("pending", 0) == 0, 150,
-                         "jobs were still pending", stack)
-        assert statuses(stack.db_path) == {"highlighted": 5000}, stack.logs()
-        counts = await upstream_counts(http, flaky_highlighter, tag)
-        assert len(counts) == 5000
-        assert set(counts.values()) == {1}  # no job ran twice, in one worker or across both
-        assert set(writes_per_snippet(stack.db_path).values()) == {1}
-        assert first is not None
-        for worker in (first, second):
-            worker.stop()
-            assert "j_complete=0 " not in worker.log(), worker.log()[-2000:]  # both worked
-    finally:
-        stack.stop()
+        make_stack: MakeStack, flaky_highlighter: str, http: aiohttp.ClientSession) -> None:
+    stack = make_stack(highlighter_url=flaky_highlighter, WORKER_MAX_JOBS="300")
+    count_highlight_writes(stack.db_path)
+    first = stack.worker
+    second = stack.start_worker()
+    tag = uuid.uuid4().hex
+    codes = [f"{tag}-{n}" for n in range(5000)]
+    await create_many(http, stack.url, "python", codes)
+    await until(lambda: statuses(stack.db_path).get("pending", 0) == 0, 150,
+                "jobs were still pending", interval=0.1)
+    assert statuses(stack.db_path) == {"highlighted": 5000}
+    counts = await upstream_counts(http, flaky_highlighter, tag)
+    assert len(counts) == 5000
+    assert set(counts.values()) == {1}  # no job ran twice, in one worker or across both
+    assert set(writes_per_snippet(stack.db_path).values()) == {1}
+    assert first is not None
+    for worker in (first, second):
+        worker.stop()
+        assert "j_complete=0 " not in worker.log(), worker.log()[-2000:]  # both worked
 
 
 @pytest.mark.timeout(240)
 async def test_sigkill_with_1000_in_flight_mid_batch_loses_nothing(
-        valkey: str, flaky_highlighter: str, tmp_path: Path,
-        http: aiohttp.ClientSession) -> None:
+        make_stack: MakeStack, flaky_highlighter: str, http: aiohttp.ClientSession) -> None:
     # JOB_TIMEOUT=3: arq's in-progress keys of the killed worker's jobs expire after 18 s.
-    stack = Stack(fresh_redis_url(valkey), tmp_path, highlighter_url=flaky_highlighter,
-                  WORKER_MAX_JOBS="1000", JOB_TIMEOUT="3")
-    try:
-        tag = uuid.uuid4().hex
-        await start_mid_batch(stack, http, tag, 1000, done=50)
-        assert stack.worker is not None
-        stack.worker.stop(signal.SIGKILL)
-        done_at_kill = statuses(stack.db_path).get("highlighted", 0)
-        assert done_at_kill < 1000, "the kill came too late to land in the middle"
-        stack.start_worker()
-        await all_written_once(stack, 1000, "jobs of the killed worker never ran again")
-        counts = await upstream_counts(http, flaky_highlighter, tag)
-        assert max(counts.values()) == 2 and min(counts.values()) == 1  # some ran again
-    finally:
-        stack.stop()
+    stack = make_stack(highlighter_url=flaky_highlighter, WORKER_MAX_JOBS="1000",
+                       JOB_TIMEOUT="3")
+    tag = uuid.uuid4().hex
+    await start_mid_batch(stack, http, tag, 1000, done=50)
+    assert stack.worker is not None
+    stack.worker.stop(signal.SIGKILL)
+    done_at_kill = statuses(stack.db_path).get("highlighted", 0)
+    assert done_at_kill < 1000, "the kill came too late to land in the middle"
+    stack.start_worker()
+    await all_written_once(stack, 1000, "jobs of the killed worker never ran again")
+    counts = await upstream_counts(http, flaky_highlighter, tag)
+    assert max(counts.values()) == 2 and min(counts.values()) == 1  # some ran again
 
 
 @pytest.mark.timeout(240)
 async def test_valkey_restarted_mid_batch_loses_nothing(
-        own_valkey: Valkey, flaky_highlighter: str, tmp_path: Path,
+        make_stack: MakeStack, own_valkey: Valkey, flaky_highlighter: str,
         http: aiohttp.ClientSession) -> None:
-    stack = Stack(own_valkey.url, tmp_path, highlighter_url=flaky_highlighter,
-                  WORKER_MAX_JOBS="500", RECONCILE_INTERVAL="1", RECONCILE_AFTER="1")
-    try:
-        await start_mid_batch(stack, http, uuid.uuid4().hex, 500, done=25)
-        own_valkey.kill()
-        assert statuses(stack.db_path).get("pending", 0) > 0
-        await asyncio.sleep(0.5)
-        own_valkey.start()  # empty: every queued and running job is gone from Redis
-        await all_written_once(stack, 500, "snippets were lost with the queue")
-    finally:
-        stack.stop()
+    stack = make_stack(redis_url=own_valkey.url, highlighter_url=flaky_highlighter,
+                       WORKER_MAX_JOBS="500", RECONCILE_INTERVAL="1", RECONCILE_AFTER="1")
+    await start_mid_batch(stack, http, uuid.uuid4().hex, 500, done=25)
+    own_valkey.kill()
+    assert statuses(stack.db_path).get("pending", 0) > 0
+    await asyncio.sleep(0.5)  # the outage under test: half a second without Valkey
+    own_valkey.start()  # empty: every queued and running job is gone from Redis
+    await all_written_once(stack, 500, "snippets were lost with the queue")
 
 
 @pytest.fixture
@@ -170,11 +150,9 @@ async def arq_pool(job_stack: Stack) -> AsyncIterator[ArqRedis]:
 
 
 @pytest.fixture
-def job_stack(valkey: str, flaky_highlighter: str, tmp_path: Path) -> Any:
-    stack = Stack(fresh_redis_url(valkey), tmp_path, highlighter_url=flaky_highlighter,
-                  RETRY_DELAY_SCALE="0.01", JOB_TIMEOUT="5")
-    yield stack
-    stack.stop()
+def job_stack(make_stack: MakeStack, flaky_highlighter: str) -> Stack:
+    return make_stack(highlighter_url=flaky_highlighter, RETRY_DELAY_SCALE="0.01",
+                      JOB_TIMEOUT="5")
 
 
 def job(pool: ArqRedis, snippet_id: int, revision: int = 1) -> Job:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-import time
 from collections import Counter
 
 import aiohttp
@@ -16,7 +15,7 @@ import redis
 from snippet_service.config import Config
 from snippet_service.queue import HIGHLIGHT_JOB, enqueue_highlight, highlight_job_id, open_pool
 from tests.conftest import row_count
-from tests.helpers import create_via_api, wait_for_snippet
+from tests.helpers import create_via_api, until, wait_for_snippet
 from tests.servers import Stack
 
 
@@ -77,16 +76,15 @@ async def test_1000_concurrent_creations_all_stored_and_highlighted(
     assert len(ids) == count
     assert row_count(stack.db_path) == rows + count
 
-    deadline = time.monotonic() + 120
-    while True:
+    def statuses() -> Counter[str]:
         with sqlite3.connect(stack.db_path, timeout=10) as conn:
-            statuses = Counter(dict(conn.execute(
+            return Counter(dict(conn.execute(
                 f"SELECT status, count(*) FROM snippets WHERE id IN ({','.join('?' * count)})"
                 " GROUP BY status", sorted(ids)).fetchall()))
-        if statuses.get("pending", 0) == 0 or time.monotonic() > deadline:
-            break
-        await asyncio.sleep(0.2)
-    assert statuses == {"highlighted": count}, stack.logs()
+
+    await until(lambda: statuses().get("pending", 0) == 0, 120,
+                lambda: f"still pending: {statuses()}", interval=0.2)
+    assert statuses() == {"highlighted": count}
     logs = stack.logs()
     assert "database is locked" not in logs
     assert "Traceback" not in stack.web.log()

@@ -4,11 +4,10 @@ client address, counted in Redis and shared by every web process."""
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -19,14 +18,13 @@ from aiohttp.test_utils import make_mocked_request
 from multidict import CIMultiDict
 
 from snippet_service.config import Config, ConfigError
-from snippet_service.valkey import free_port, start_valkey, wait_for_port
 from snippet_service.web.csrf import FIELD_NAME
 from snippet_service.web.forms import max_body_bytes
 from snippet_service.web.hits import KEY_PREFIX
 from snippet_service.web.ratelimit import client_key
-from tests.conftest import fresh_redis_url, queued_jobs, row_count
-from tests.helpers import create_via_api, form_token, post_form, token_cookie
-from tests.servers import Process, Stack, python
+from tests.conftest import MakeStack, queued_jobs, row_count
+from tests.helpers import create_via_api, form_token, post_form, token_cookie, until
+from tests.servers import Stack, start_private_valkey
 
 LIMIT = Config().max_snippet_bytes
 BODY_LIMIT = max_body_bytes(LIMIT)
@@ -164,11 +162,8 @@ class LimitedStack:
 
     def __init__(self, stack: Stack) -> None:
         self.stack = stack
-        port = free_port()
-        self.web2: Process = python("web2", ["run_web.py"], {**stack.env, "PORT": str(port)},
-                                    stack.work_dir)
-        wait_for_port(port, 30, self.web2.popen)
-        self.urls = (stack.url, f"http://127.0.0.1:{port}")
+        self.web2, url = stack.start_web("web2")
+        self.urls = (stack.url, url)
 
     def reset(self) -> None:
         client = redis.Redis.from_url(self.stack.redis_url)
@@ -188,16 +183,16 @@ class LimitedStack:
             client.close()
 
 
-@pytest.fixture(scope="module")
-def limited(valkey: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LimitedStack]:
-    stack = Stack(fresh_redis_url(valkey), tmp_path_factory.mktemp("limited"),
-                  RATE_LIMIT_PER_MINUTE=str(RATE))
-    try:
-        running = LimitedStack(stack)
-        yield running
-        running.web2.stop()
-    finally:
-        stack.stop()
+_second_web: dict[Stack, LimitedStack] = {}
+
+
+@pytest.fixture
+def limited(make_stack: MakeStack) -> LimitedStack:
+    """The module's stack with the rate limit on, and its second web process."""
+    stack = make_stack(shared=True, RATE_LIMIT_PER_MINUTE=str(RATE))
+    if stack not in _second_web:
+        _second_web[stack] = LimitedStack(stack)  # its web2 stops with the stack
+    return _second_web[stack]
 
 
 async def test_over_the_limit_is_429_with_retry_after_shared_by_web_processes(
@@ -256,7 +251,7 @@ async def test_the_window_ends_when_retry_after_says(limited: LimitedStack,
                          json={"language": "python", "code": "late"}) as response:
         assert response.status == 429
         assert response.headers["Retry-After"] in ("1", "2")
-    await asyncio.sleep(1.6)
+    await until(lambda: limited.counter()[0] == 0, 5, "the window never ended")
     await create_via_api(http, limited.urls[0], "python", "a new window")
     assert limited.counter()[0] == 1
 
@@ -274,12 +269,11 @@ async def test_refused_and_oversized_requests_are_not_counted(
     assert limited.counter()[0] == 0
 
 
-async def test_without_redis_the_limit_fails_open(tmp_path: Path,
+async def test_without_redis_the_limit_fails_open(make_stack: MakeStack, tmp_path: Path,
                                                   http: aiohttp.ClientSession) -> None:
-    port = free_port()
-    server = start_valkey(port, tmp_path / "valkey", persistent=False)
-    stack = Stack(f"redis://127.0.0.1:{port}/0", tmp_path, RATE_LIMIT_PER_MINUTE="1")
+    server, port = start_private_valkey(tmp_path / "valkey")
     try:
+        stack = make_stack(redis_url=f"redis://127.0.0.1:{port}/0", RATE_LIMIT_PER_MINUTE="1")
         await create_via_api(http, stack.url, "python", "counted")
         async with http.post(f"{stack.url}/api/snippets",
                              json={"language": "python", "code": "limited"}) as response:
@@ -293,7 +287,6 @@ async def test_without_redis_the_limit_fails_open(tmp_path: Path,
         assert row_count(stack.db_path) == 4
         assert "rate limit not checked for 127.0.0.1, request allowed" in stack.web.log()
     finally:
-        stack.stop()
         if server.poll() is None:
             server.kill()
             server.wait()

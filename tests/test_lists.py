@@ -13,8 +13,8 @@ import psutil
 
 from snippet_service import db
 from snippet_service.db import Database
+from tests.helpers import peak_rss, until
 from tests.servers import Stack
-from tests.test_streams import peak_rss
 
 MiB = 2**20
 BIG_CODE = 500 * 1024  # characters of code per snippet, near MAX_SNIPPET_BYTES
@@ -23,7 +23,7 @@ BIG_HTML = 3 * MiB  # of highlighted HTML per snippet
 
 def insert_large_snippets(db_path: Path, count: int) -> list[int]:
     """Store ``count`` highlighted snippets with large code and HTML, as the worker would."""
-    now = db.utcnow()
+    now = db.timestamp_in()
     rows = [("python", f"\n\n   \nbig_{n} = 'first line {n}'\n" + "x" * BIG_CODE,
              "<pre>" + "y" * BIG_HTML + "</pre>", "highlighted", now, now) for n in range(count)]
     with sqlite3.connect(db_path) as conn:
@@ -73,10 +73,9 @@ async def test_summaries_and_status_read_no_large_column(tmp_path: Path) -> None
         expired = await db.create_snippet(database, "python", "gone = 1", expires_in=0.001)
         ids = insert_large_snippets(database.path, 3)
         assert expired.expires_at is not None
-        deadline = time.monotonic() + 5
-        while db.utcnow() <= expired.expires_at:  # lists and status checks leave it out
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.005)
+        expires_at = expired.expires_at  # lists and status checks leave it out once past
+        await until(lambda: db.utcnow() > expires_at, 5, "the snippet never expired",
+                    interval=0.005)
         async with database.connection() as conn:  # the pool's one connection
             await conn.set_authorizer(_forbid_large_columns)
         summaries = await db.recent_summaries(database)

@@ -3,14 +3,10 @@ process reaches every other one."""
 
 from __future__ import annotations
 
-import asyncio
-import time
-
 import aiohttp
 
-from snippet_service.valkey import free_port, wait_for_port
-from tests.helpers import create_via_api, wait_for_snippet
-from tests.servers import Stack, python
+from tests.helpers import create_via_api, until, wait_for_snippet
+from tests.servers import Stack
 
 
 async def page(http: aiohttp.ClientSession, url: str) -> str:
@@ -21,11 +17,8 @@ async def page(http: aiohttp.ClientSession, url: str) -> str:
 
 async def test_rehighlight_through_one_process_updates_another(
         stack: Stack, http: aiohttp.ClientSession) -> None:
-    port = free_port()
-    other = python("web-b", ["run_web.py"], {**stack.env, "PORT": str(port)}, stack.work_dir)
+    other, other_url = stack.start_web("web-b")
     try:
-        wait_for_port(port, 30, other.popen)
-        other_url = f"http://127.0.0.1:{port}"
         created = await create_via_api(http, stack.url, "python", "def cached(): pass")
         await wait_for_snippet(http, stack.url, created["id"])
         path = f"/snippets/{created['id']}"
@@ -40,10 +33,10 @@ async def test_rehighlight_through_one_process_updates_another(
             async with http.post(f"{stack.url}/api/snippets/{created['id']}/highlight",
                                  json={"language": "text"}) as response:
                 assert response.status == 202
-            deadline = time.monotonic() + 5
-            while "Highlighting…" not in await page(http, other_url + path):
-                assert time.monotonic() < deadline, "the other process kept its stale copy"
-                await asyncio.sleep(0.05)
+            async def stale_copy_gone() -> bool:
+                return "Highlighting…" in await page(http, other_url + path)
+
+            await until(stale_copy_gone, 5, "the other process kept its stale copy")
         finally:
             stack.start_worker()
         await wait_for_snippet(http, other_url, created["id"])

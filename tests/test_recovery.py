@@ -18,21 +18,22 @@ import aiohttp
 import pytest
 import redis
 
-from snippet_service.valkey import free_port, start_valkey
-from tests.conftest import fresh_redis_url
-from tests.helpers import create_via_api, create_via_form, wait_for_snippet
-from tests.servers import ROOT, Stack
+from snippet_service.valkey import start_valkey
+from tests.conftest import MakeStack
+from tests.helpers import create_via_api, create_via_form, until, wait_for_snippet
+from tests.servers import ROOT, Stack, start_private_valkey
+
+pytestmark = pytest.mark.spread  # most tests start a stack of their own
 
 
 class Valkey:
     """A private Valkey on a fixed port that a test can kill and start again, empty."""
 
     def __init__(self, data_dir: Path) -> None:
-        self.port = free_port()
         self.data_dir = data_dir
+        self.process: subprocess.Popen[bytes] | None
+        self.process, self.port = start_private_valkey(data_dir)
         self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: subprocess.Popen[bytes] | None = None
-        self.start()
 
     def start(self) -> None:
         self.process = start_valkey(self.port, self.data_dir, persistent=False)
@@ -76,134 +77,114 @@ async def upstream_calls(http: aiohttp.ClientSession, upstream: str, code: str) 
 
 async def wait_for_calls(http: aiohttp.ClientSession, upstream: str, code: str, n: int,
                          timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while await upstream_calls(http, upstream, code) < n:
-        assert time.monotonic() < deadline, "the upstream was never called"
-        await asyncio.sleep(0.05)
+    async def called() -> bool:
+        return await upstream_calls(http, upstream, code) >= n
+
+    await until(called, timeout, f"the upstream was not called {n} times")
 
 
 @pytest.mark.timeout(120)
 async def test_sigkilled_worker_job_runs_again_and_writes_once(
-        valkey: str, flaky_highlighter: str, tmp_path: Path,
-        http: aiohttp.ClientSession) -> None:
-    stack = Stack(fresh_redis_url(valkey), tmp_path, highlighter_url=flaky_highlighter)
-    try:
-        count_highlight_writes(stack.db_path)
-        code = f"sleep=2 # {uuid.uuid4().hex}"
-        created = await create_via_api(http, stack.url, "slow", code)
-        await wait_for_calls(http, flaky_highlighter, code, 1)
-        assert stack.worker is not None
-        stack.worker.stop(signal.SIGKILL)
-        killed_at = time.monotonic()
-        stack.start_worker()
-        body = await wait_for_snippet(http, stack.url, created["id"], timeout=40)
-        assert body["status"] == "highlighted", stack.logs()
-        assert time.monotonic() - killed_at < 30 + 2  # the rerun starts within 30 s
-        assert highlight_writes(stack.db_path, created["id"]) == 1
-        assert await upstream_calls(http, flaky_highlighter, code) == 2
-    finally:
-        stack.stop()
+        make_stack: MakeStack, flaky_highlighter: str, http: aiohttp.ClientSession) -> None:
+    stack = make_stack(highlighter_url=flaky_highlighter)
+    count_highlight_writes(stack.db_path)
+    code = f"sleep=2 # {uuid.uuid4().hex}"
+    created = await create_via_api(http, stack.url, "slow", code)
+    await wait_for_calls(http, flaky_highlighter, code, 1)
+    assert stack.worker is not None
+    stack.worker.stop(signal.SIGKILL)
+    killed_at = time.monotonic()
+    stack.start_worker()
+    body = await wait_for_snippet(http, stack.url, created["id"], timeout=40)
+    assert body["status"] == "highlighted"
+    assert time.monotonic() - killed_at < 30 + 2  # the rerun starts within 30 s
+    assert highlight_writes(stack.db_path, created["id"]) == 1
+    assert await upstream_calls(http, flaky_highlighter, code) == 2
 
 
-async def test_sigterm_lets_a_running_job_finish(
-        valkey: str, flaky_highlighter: str, tmp_path: Path,
-        http: aiohttp.ClientSession) -> None:
-    stack = Stack(fresh_redis_url(valkey), tmp_path, highlighter_url=flaky_highlighter,
-                  WORKER_SHUTDOWN_GRACE="10")
-    try:
-        code = f"sleep=1.5 # {uuid.uuid4().hex}"
-        created = await create_via_api(http, stack.url, "slow", code)
-        await wait_for_calls(http, flaky_highlighter, code, 1)
-        assert stack.worker is not None
-        started = time.monotonic()
-        assert stack.worker.stop(signal.SIGTERM, timeout=20) == 0
-        assert time.monotonic() - started < 10
-        body = await wait_for_snippet(http, stack.url, created["id"], timeout=1)
-        assert body["status"] == "highlighted", stack.logs()
+@pytest.mark.parametrize(("grace", "sleep", "retries"), [("10", "1.5", "10"), ("1", "4", "0")],
+                         ids=["finishes-within-the-grace", "cancelled-past-the-grace"])
+async def test_sigterm_grace(make_stack: MakeStack, flaky_highlighter: str,
+                             http: aiohttp.ClientSession, grace: str, sleep: str,
+                             retries: str) -> None:
+    """SIGTERM lets a running job finish within WORKER_SHUTDOWN_GRACE; past it the job is
+    cancelled and runs again later without losing a try (even with retry=False)."""
+    stack = make_stack(highlighter_url=flaky_highlighter, WORKER_SHUTDOWN_GRACE=grace,
+                       HIGHLIGHT_RETRIES=retries)
+    finishes = float(sleep) < float(grace)
+    code = f"sleep={sleep} # {uuid.uuid4().hex}"
+    created = await create_via_api(http, stack.url, "slow", code)
+    await wait_for_calls(http, flaky_highlighter, code, 1)
+    assert stack.worker is not None
+    started = time.monotonic()
+    exit_code = stack.worker.stop(signal.SIGTERM, timeout=20)
+    assert time.monotonic() - started < (10 if finishes else 4)
+    assert exit_code == 0 or not finishes
+    body = await wait_for_snippet(http, stack.url, created["id"], 0)
+    if finishes:
+        assert body["status"] == "highlighted"
         assert await upstream_calls(http, flaky_highlighter, code) == 1
-    finally:
-        stack.stop()
-
-
-async def test_sigterm_past_the_grace_reruns_without_losing_a_try(
-        valkey: str, flaky_highlighter: str, tmp_path: Path,
-        http: aiohttp.ClientSession) -> None:
-    stack = Stack(fresh_redis_url(valkey), tmp_path, highlighter_url=flaky_highlighter,
-                  WORKER_SHUTDOWN_GRACE="1", HIGHLIGHT_RETRIES="0")
-    try:
-        code = f"sleep=4 # {uuid.uuid4().hex}"
-        created = await create_via_api(http, stack.url, "slow", code)
-        await wait_for_calls(http, flaky_highlighter, code, 1)
-        assert stack.worker is not None
-        started = time.monotonic()
-        stack.worker.stop(signal.SIGTERM, timeout=20)
-        assert time.monotonic() - started < 4  # cancelled after the grace, not finished
-        assert (await wait_for_snippet(http, stack.url, created["id"], 0))["status"] == "pending"
-        stack.start_worker()
-        # retry=False: had the cancelled run counted as a failure, this would be dead now
-        body = await wait_for_snippet(http, stack.url, created["id"], timeout=20)
-        assert body["status"] == "highlighted", stack.logs()
-        assert await upstream_calls(http, flaky_highlighter, code) == 2
-    finally:
-        stack.stop()
+        return
+    assert body["status"] == "pending"  # cancelled after the grace, not finished
+    stack.start_worker()
+    # retry=False: had the cancelled run counted as a failure, this would be dead now
+    body = await wait_for_snippet(http, stack.url, created["id"], timeout=20)
+    assert body["status"] == "highlighted"
+    assert await upstream_calls(http, flaky_highlighter, code) == 2
 
 
 @pytest.mark.timeout(180)
 async def test_valkey_restarted_empty_loses_no_snippet(
-        own_valkey: Valkey, tmp_path: Path, http: aiohttp.ClientSession) -> None:
-    stack = Stack(own_valkey.url, tmp_path, RECONCILE_INTERVAL="1", RECONCILE_AFTER="1")
-    try:
-        assert stack.worker is not None
-        stack.worker.stop()
-        ids, deferred = [], {}
-        for n in range(100):
-            if n % 10 == 0:
-                created = await create_via_api(http, stack.url, "python", f"d = {n}")
-                ids.append(created["id"])
-            else:
-                ids.append(await create_via_form(http, stack.url, "python", f"n = {n}"))
-        async with http.post(f"{stack.url}/api/snippets", json={
-                "language": "python", "code": "later = 1", "highlight_in": 3}) as response:
-            created = await response.json()
-        deferred[created["id"]] = created["highlight_at"]
-        ids.append(created["id"])
+        make_stack: MakeStack, own_valkey: Valkey, http: aiohttp.ClientSession) -> None:
+    stack = make_stack(redis_url=own_valkey.url, RECONCILE_INTERVAL="1", RECONCILE_AFTER="1")
+    assert stack.worker is not None
+    stack.worker.stop()
+    ids, deferred = [], {}
+    for n in range(100):
+        if n % 10 == 0:
+            created = await create_via_api(http, stack.url, "python", f"d = {n}")
+            ids.append(created["id"])
+        else:
+            ids.append(await create_via_form(http, stack.url, "python", f"n = {n}"))
+    async with http.post(f"{stack.url}/api/snippets", json={
+            "language": "python", "code": "later = 1", "highlight_in": 3}) as response:
+        created = await response.json()
+    deferred[created["id"]] = created["highlight_at"]
+    ids.append(created["id"])
 
-        own_valkey.kill()
-        own_valkey.start()  # empty: every queued and deferred job is gone
-        assert redis.Redis.from_url(own_valkey.url).dbsize() == 0
-        stack.start_worker()
-        for snippet_id in ids:
-            body = await wait_for_snippet(http, stack.url, snippet_id, timeout=60)
-            assert body["status"] == "highlighted", stack.logs()
-        for snippet_id, highlight_at in deferred.items():
-            body = await wait_for_snippet(http, stack.url, snippet_id)
-            assert body["updated_at"] >= highlight_at  # not before it was asked for
-    finally:
-        stack.stop()
+    own_valkey.kill()
+    own_valkey.start()  # empty: every queued and deferred job is gone
+    assert redis.Redis.from_url(own_valkey.url).dbsize() == 0
+    stack.start_worker()
+    for snippet_id in ids:
+        body = await wait_for_snippet(http, stack.url, snippet_id, timeout=60)
+        assert body["status"] == "highlighted"
+    for snippet_id, highlight_at in deferred.items():
+        body = await wait_for_snippet(http, stack.url, snippet_id)
+        assert body["updated_at"] >= highlight_at  # not before it was asked for
 
 
 @pytest.mark.timeout(120)
 async def test_worker_and_web_ride_out_a_valkey_outage(
-        own_valkey: Valkey, tmp_path: Path, http: aiohttp.ClientSession) -> None:
-    stack = Stack(own_valkey.url, tmp_path, RECONCILE_INTERVAL="1", RECONCILE_AFTER="1")
-    try:
-        own_valkey.kill()
-        # Valkey is down: the snippet is still stored, pending, and the answer is a 303
-        snippet_id = await create_via_form(http, stack.url, "python", "outage = True")
-        assert (await wait_for_snippet(http, stack.url, snippet_id, 0))["status"] == "pending"
-        async with http.post(f"{stack.url}/api/snippets",
-                             json={"language": "python", "code": "api = 1"}) as response:
-            assert response.status == 201
-            api_id = (await response.json())["id"]
-        await asyncio.sleep(2)
-        assert stack.worker is not None and stack.worker.popen.poll() is None  # still up
-        own_valkey.start()
-        for ident in (snippet_id, api_id):
-            body = await wait_for_snippet(http, stack.url, ident, timeout=30)
-            assert body["status"] == "highlighted", stack.logs()
-        assert "Redis connection lost" in stack.worker.log()
-    finally:
-        stack.stop()
+        make_stack: MakeStack, own_valkey: Valkey, http: aiohttp.ClientSession) -> None:
+    stack = make_stack(redis_url=own_valkey.url, RECONCILE_INTERVAL="1", RECONCILE_AFTER="1")
+    worker = stack.worker
+    assert worker is not None
+    own_valkey.kill()
+    # Valkey is down: the snippet is still stored, pending, and the answer is a 303
+    snippet_id = await create_via_form(http, stack.url, "python", "outage = True")
+    assert (await wait_for_snippet(http, stack.url, snippet_id, 0))["status"] == "pending"
+    async with http.post(f"{stack.url}/api/snippets",
+                         json={"language": "python", "code": "api = 1"}) as response:
+        assert response.status == 201
+        api_id = (await response.json())["id"]
+    await until(lambda: "Redis connection lost" in worker.log(), 10,
+                "the worker never noticed the outage")
+    assert worker.popen.poll() is None  # still up
+    own_valkey.start()
+    for ident in (snippet_id, api_id):
+        body = await wait_for_snippet(http, stack.url, ident, timeout=30)
+        assert body["status"] == "highlighted"
 
 
 def check_worker(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -213,30 +194,29 @@ def check_worker(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.timeout(120)
 async def test_health_turns_unhealthy_when_the_last_worker_dies(
-        valkey: str, tmp_path: Path, http: aiohttp.ClientSession) -> None:
-    stack = Stack(fresh_redis_url(valkey), tmp_path)
-    try:
-        deadline = time.monotonic() + 10
-        while check_worker(stack.env).returncode != 0:
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.2)
-        async with http.get(f"{stack.url}/healthz") as response:
-            body = await response.json()
-        assert response.status == 200, body
-        assert body["checks"] == {"sqlite": "ok", "redis": "ok", "workers": 1}
+        make_stack: MakeStack, http: aiohttp.ClientSession) -> None:
+    stack = make_stack()
 
-        assert stack.worker is not None
-        stack.worker.stop(signal.SIGKILL)
-        died = time.monotonic()
-        while check_worker(stack.env).returncode == 0:
-            assert time.monotonic() - died < 60, "still healthy a minute after the worker died"
-            await asyncio.sleep(1)
-        async with http.get(f"{stack.url}/healthz") as response:
-            assert response.status == 503
-            assert (await response.json())["checks"]["workers"] == 0
-        assert "unhealthy" in check_worker(stack.env).stdout
-    finally:
-        stack.stop()
+    async def healthy() -> bool:
+        return (await asyncio.to_thread(check_worker, stack.env)).returncode == 0
+
+    await until(healthy, 10, "the worker never reported healthy", interval=0.2)
+    async with http.get(f"{stack.url}/healthz") as response:
+        body = await response.json()
+    assert response.status == 200, body
+    assert body["checks"] == {"sqlite": "ok", "redis": "ok", "workers": 1}
+
+    assert stack.worker is not None
+    stack.worker.stop(signal.SIGKILL)
+
+    async def unhealthy() -> bool:
+        return not await healthy()
+
+    await until(unhealthy, 60, "still healthy a minute after the worker died", interval=1)
+    async with http.get(f"{stack.url}/healthz") as response:
+        assert response.status == 503
+        assert (await response.json())["checks"]["workers"] == 0
+    assert "unhealthy" in check_worker(stack.env).stdout
 
 
 class Planted:
@@ -265,9 +245,8 @@ async def test_a_planted_pickle_runs_no_code(stack: Stack, tmp_path: Path,
     created = await create_via_api(http, stack.url, "python", "after = 'the pickle'")
     body = await wait_for_snippet(http, stack.url, created["id"])
     assert body["status"] == "highlighted"  # the worker is still up and working
-    deadline = time.monotonic() + 5
-    while redis.Redis.from_url(stack.redis_url).exists("arq:job:planted"):
-        assert time.monotonic() < deadline, "the planted job was never picked up"
-        await asyncio.sleep(0.05)
+    with redis.Redis.from_url(stack.redis_url) as client:
+        await until(lambda: not client.exists("arq:job:planted"), 5,
+                    "the planted job was never picked up")
     assert not marker.exists()
     assert "deserializing job planted failed" in stack.worker.log()  # type: ignore[union-attr]

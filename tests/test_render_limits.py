@@ -17,11 +17,10 @@ import pytest
 
 from snippet_service.config import Config
 from snippet_service.highlighter import TOO_SLOW
-from snippet_service.valkey import free_port, wait_for_port
 from tasks.client import MIN_RESPONSE_BYTES, max_response_bytes
-from tests.conftest import fresh_redis_url
-from tests.helpers import create_via_api, wait_for_snippet
-from tests.servers import Process, Stack, base_env, python
+from tests.conftest import MakeStack
+from tests.helpers import create_via_api, until, wait_for_snippet
+from tests.servers import Process, Stack, base_env, python_server
 from tests.test_retries import dead_entry
 
 RENDER_SECONDS = 3.0
@@ -32,14 +31,15 @@ PROCESSES = os.cpu_count() or 1  # what the highlighter starts on this machine
 PATHOLOGICAL = ("csharp", "a\n" * 16384)
 SMALL = ("python", "print('small')\n")
 
+# Timed renders that keep every CPU busy: no other test runs beside them.
+pytestmark = pytest.mark.serial
 
-@pytest.fixture(scope="module")
-def render_stack(valkey: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    running = Stack(fresh_redis_url(valkey), tmp_path_factory.mktemp("render"),
-                    HIGHLIGHT_RENDER_SECONDS=str(RENDER_SECONDS), HIGHLIGHTER_QUEUE=str(QUEUE),
-                    HIGHLIGHT_RETRIES="3", RETRY_DELAY_SCALE="0.01")
-    yield running
-    running.stop()
+
+@pytest.fixture
+def render_stack(make_stack: MakeStack) -> Stack:
+    return make_stack(shared=True, HIGHLIGHT_RENDER_SECONDS=str(RENDER_SECONDS),
+                      HIGHLIGHTER_QUEUE=str(QUEUE), HIGHLIGHT_RETRIES="3",
+                      RETRY_DELAY_SCALE="0.01")
 
 
 @dataclass
@@ -51,12 +51,10 @@ class Highlighter:
 @pytest.fixture(scope="module")
 def patient_highlighter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Highlighter]:
     """Our highlighter alone with a long render limit, started with HOST=0.0.0.0."""
-    port = free_port()
-    env = base_env(HIGHLIGHTER_PORT=str(port), HOST="0.0.0.0", HIGHLIGHT_RENDER_SECONDS="120")
+    env = base_env(HOST="0.0.0.0", HIGHLIGHT_RENDER_SECONDS="120")
     env.pop("HIGHLIGHTER_HOST", None)
-    process = python("highlighter", ["-m", "snippet_service.highlighter"], env,
-                     tmp_path_factory.mktemp("patient"))
-    wait_for_port(port, 30, process.popen)
+    process, port = python_server("highlighter", ["-m", "snippet_service.highlighter"], env,
+                                  tmp_path_factory.mktemp("patient"), "HIGHLIGHTER_PORT")
     yield Highlighter(process, f"http://127.0.0.1:{port}/")
     process.stop()
 
@@ -73,16 +71,16 @@ def render_cpu_seconds(highlighter_pid: int) -> float:
     return total
 
 
-async def renders_go_idle(highlighter_pid: int, within: float = 5.0) -> float:
-    """Wait until the render processes use (almost) no CPU over half a second; the CPU
-    seconds they used in that half second."""
-    deadline = time.monotonic() + within
-    while True:
+async def renders_go_idle(highlighter_pid: int, within: float = 5.0) -> None:
+    """Wait until the render processes use (almost) no CPU (under 0.1 s) over half a
+    second: no render is left running."""
+
+    async def idle() -> bool:
         before = render_cpu_seconds(highlighter_pid)
-        await asyncio.sleep(0.5)
-        used = render_cpu_seconds(highlighter_pid) - before
-        if used < 0.1 or time.monotonic() > deadline:
-            return used
+        await asyncio.sleep(0.5)  # the window CPU time is measured over, not a wait
+        return render_cpu_seconds(highlighter_pid) - before < 0.1
+
+    await until(idle, within, "the render processes kept using the CPU", interval=0)
 
 
 async def post_render(http: aiohttp.ClientSession, url: str, lang: str, code: str,
@@ -113,7 +111,7 @@ async def test_a_pathological_snippet_fails_in_time_while_a_small_one_is_highlig
     entry = dead_entry(render_stack, slow["id"])  # permanent: no retry was used
     assert entry is not None and entry["tries"] == 1, entry
     assert entry["error"] == f"{TOO_SLOW} (over {RENDER_SECONDS:g} s)"
-    assert await renders_go_idle(render_stack.highlighter.pid) < 0.1  # the render was stopped
+    await renders_go_idle(render_stack.highlighter.pid)  # the render was stopped
 
 
 async def test_a_render_past_the_limit_is_422_and_its_process_is_replaced(
@@ -122,7 +120,7 @@ async def test_a_render_past_the_limit_is_422_and_its_process_is_replaced(
                                                  *PATHOLOGICAL)
     assert status == 422 and text.startswith(TOO_SLOW), text
     assert RENDER_SECONDS <= seconds < RENDER_SECONDS + 2
-    assert await renders_go_idle(render_stack.highlighter.pid) < 0.1
+    await renders_go_idle(render_stack.highlighter.pid)
     for _ in range(2 * PROCESSES):  # every process answers again
         status, text, seconds, _ = await post_render(http, render_stack.highlighter_url, *SMALL)
         assert status == 200 and '<span class="nb">print</span>' in text
@@ -142,7 +140,7 @@ async def test_renders_past_the_queue_are_503_with_retry_after(
             assert headers["Retry-After"] == str(int(RENDER_SECONDS))
             assert "busy" in text
             assert seconds < 1  # refused at once, not after waiting
-    assert await renders_go_idle(render_stack.highlighter.pid) < 0.1
+    await renders_go_idle(render_stack.highlighter.pid)
 
 
 async def test_a_client_that_hangs_up_frees_its_render_process(
@@ -156,7 +154,7 @@ async def test_a_client_that_hangs_up_frees_its_render_process(
     status, text, seconds, _ = await post_render(http, url, *SMALL, timeout=10)
     assert status == 200 and '<span class="nb">print</span>' in text
     assert seconds < 3, seconds
-    assert await renders_go_idle(patient_highlighter.process.pid) < 0.1
+    await renders_go_idle(patient_highlighter.process.pid)
 
 
 def test_the_highlighter_listens_on_loopback_whatever_host_says(

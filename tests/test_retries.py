@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
@@ -15,10 +14,9 @@ import redis
 from snippet_service import deadset
 from snippet_service.config import Config
 from snippet_service.db import Database
-from snippet_service.jobs_admin import delete_all_dead, retry_dead
 from snippet_service.queue import open_pool
-from tasks.retry import RetryPolicy
-from tests.conftest import fresh_redis_url
+from snippet_service.web.dashboard.actions import delete_all_dead, retry_dead
+from tests.conftest import MakeStack, fresh_redis_url
 from tests.helpers import create_via_api, wait_for_snippet
 from tests.servers import Stack
 
@@ -26,24 +24,17 @@ SCALE = 0.01  # Sidekiq's schedule, a hundred times faster
 RETRIES = 3
 
 
-@pytest.fixture(scope="module")
-def retry_stack(valkey: str, flaky_highlighter: str,
-                tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    running = Stack(fresh_redis_url(valkey), tmp_path_factory.mktemp("retry"),
-                    highlighter_url=flaky_highlighter, RETRY_DELAY_SCALE=str(SCALE),
-                    HIGHLIGHT_RETRIES=str(RETRIES), JOB_TIMEOUT="1")
-    yield running
-    running.stop()
+@pytest.fixture
+def retry_stack(make_stack: MakeStack, flaky_highlighter: str) -> Stack:
+    return make_stack(shared=True, highlighter_url=flaky_highlighter,
+                      RETRY_DELAY_SCALE=str(SCALE), HIGHLIGHT_RETRIES=str(RETRIES),
+                      JOB_TIMEOUT="1")
 
 
-@pytest.fixture(scope="module")
-def one_try_stack(valkey: str, flaky_highlighter: str,
-                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+@pytest.fixture
+def one_try_stack(make_stack: MakeStack, flaky_highlighter: str) -> Stack:
     """HIGHLIGHT_RETRIES=0: the highlight job runs with retry=False."""
-    running = Stack(fresh_redis_url(valkey), tmp_path_factory.mktemp("one-try"),
-                    highlighter_url=flaky_highlighter, HIGHLIGHT_RETRIES="0")
-    yield running
-    running.stop()
+    return make_stack(shared=True, highlighter_url=flaky_highlighter, HIGHLIGHT_RETRIES="0")
 
 
 def unique(code: str) -> str:
@@ -181,11 +172,3 @@ async def test_dead_set_is_capped(valkey: str) -> None:
     finally:
         await pool.aclose()
 
-
-def test_retry_after_is_honoured_within_bounds() -> None:
-    policy = RetryPolicy(retry=3)
-    assert policy.delay(0, 1.0, retry_after=0) == 1.0  # never an immediate retry storm
-    assert policy.delay(0, 1.0, retry_after=7) == 7.0
-    assert policy.delay(0, 1.0, retry_after=10**9) == 3600.0
-    assert 15 <= policy.delay(2, 1.0) <= 2**4 + 15 + 30
-    assert RetryPolicy(retry=False).retries == 0 and RetryPolicy(retry=True).retries == 25

@@ -8,8 +8,7 @@ import asyncio
 import json
 import socket
 import sqlite3
-import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,9 +17,8 @@ import aiohttp
 import psutil
 import pytest
 
-from snippet_service.valkey import free_port
-from tests.conftest import fresh_redis_url
-from tests.helpers import create_via_api, peak_rss
+from tests.conftest import MakeStack
+from tests.helpers import create_via_api, peak_rss, until
 from tests.servers import Stack
 
 PER_CLIENT = 20  # EVENT_STREAMS_PER_CLIENT's default
@@ -29,23 +27,17 @@ MiB = 2**20
 LINES = 5300  # of large_code()
 
 
-@pytest.fixture(scope="module")
-def streams_stack(valkey: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+@pytest.fixture
+def streams_stack(stack: Stack) -> Stack:
     """The stack with the default stream caps (and no byte limits on new snippets)."""
-    running = Stack(fresh_redis_url(valkey), tmp_path_factory.mktemp("streams"),
-                    RATE_LIMIT_BYTES_PER_MINUTE="0", DAILY_BYTES_PER_CLIENT="0")
-    yield running
-    running.stop()
+    return stack
 
 
-@pytest.fixture(scope="module")
-def capped_stack(valkey: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+@pytest.fixture
+def capped_stack(make_stack: MakeStack) -> Stack:
     """A stack with small stream caps."""
-    running = Stack(fresh_redis_url(valkey), tmp_path_factory.mktemp("capped"),
-                    EVENT_STREAMS_PER_CLIENT=str(CAP_PER_CLIENT),
-                    EVENT_STREAMS_TOTAL=str(CAP_TOTAL))
-    yield running
-    running.stop()
+    return make_stack(shared=True, EVENT_STREAMS_PER_CLIENT=str(CAP_PER_CLIENT),
+                      EVENT_STREAMS_TOTAL=str(CAP_TOTAL))
 
 
 @dataclass
@@ -60,15 +52,15 @@ class RawStream:
     async def rest(self, timeout: float = 10.0) -> bytes:
         """Everything sent after the head, up to the end of the stream (or the timeout)."""
         received = bytearray()
-        deadline = time.monotonic() + timeout
-        while b"event: done" not in received and time.monotonic() < deadline:
-            try:
-                chunk = await asyncio.wait_for(self.reader.read(65536), 0.5)
-            except TimeoutError:
-                continue
-            if not chunk:
-                break
-            received += chunk
+        try:
+            async with asyncio.timeout(timeout):
+                while b"event: done" not in received:
+                    chunk = await self.reader.read(65536)
+                    if not chunk:
+                        break
+                    received += chunk
+        except TimeoutError:
+            pass
         return bytes(received)
 
     async def close(self) -> None:
@@ -114,14 +106,29 @@ async def pending_snippet(http: aiohttp.ClientSession, stack: Stack) -> int:
 
 async def until_accepted(port: int, path: str, source: str = "127.0.0.1") -> RawStream:
     """Ask for a stream every 0.1 s until one is accepted (at most 5 s)."""
-    deadline = time.monotonic() + 5
-    while True:
+
+    async def accepted() -> RawStream | None:
         stream = await open_stream(port, path, source)
         if stream.status == 200:
             return stream
         await stream.close()
-        assert time.monotonic() < deadline, "a stream whose client left kept its slot"
-        await asyncio.sleep(0.1)
+        return None
+
+    stream = await until(accepted, 5, "a stream whose client left kept its slot",
+                         interval=0.1)
+    assert stream is not None
+    return stream
+
+
+async def until_stored(stack: Stack, ident: int, timeout: float = 60) -> str:
+    """The snippet's status in the database once it is no longer pending."""
+    def finished() -> str | None:
+        status = stored_status(stack.db_path, ident)
+        return None if status == "pending" else status
+
+    status = await until(finished, timeout, f"snippet {ident} stayed pending", interval=0.1)
+    assert status is not None
+    return status
 
 
 async def test_streams_are_capped_per_address_and_in_total(
@@ -183,16 +190,12 @@ async def test_streams_that_never_read_keep_the_web_process_small(
             async with streams(stack.port, f"/snippets/{ident}/events", PER_CLIENT) as opened:
                 assert all(stream.status == 200 for stream in opened)
                 stack.start_worker()
-                deadline = time.monotonic() + 60
-                while stored_status(stack.db_path, ident) == "pending":
-                    assert time.monotonic() < deadline, stack.logs()
-                    await asyncio.sleep(0.1)
-                assert stored_status(stack.db_path, ident) == "highlighted", stack.logs()
+                assert await until_stored(stack, ident) == "highlighted"
                 sent = await asyncio.gather(*(stream.rest() for stream in opened))
             during = peak[0]
-        deadline = time.monotonic() + 10
-        while web.memory_info().rss > before + 8 * MiB and time.monotonic() < deadline:
-            await asyncio.sleep(0.1)
+        await until(lambda: web.memory_info().rss <= before + 8 * MiB, 10,
+                    lambda: f"kept {(web.memory_info().rss - before) / MiB:.0f} MiB",
+                    interval=0.1)
         after = web.memory_info().rss
     finally:
         if stack.worker is None or stack.worker.popen.poll() is not None:
@@ -210,10 +213,7 @@ async def test_the_code_comes_from_one_cached_copy(
         streams_stack: Stack, http: aiohttp.ClientSession) -> None:
     stack = streams_stack
     ident = (await create_via_api(http, stack.url, "python", large_code()))["id"]
-    deadline = time.monotonic() + 60
-    while stored_status(stack.db_path, ident) == "pending":
-        assert time.monotonic() < deadline, stack.logs()
-        await asyncio.sleep(0.1)
+    await until_stored(stack, ident)
     web = psutil.Process(stack.web.pid)
     before = web.memory_info().rss
 
@@ -238,10 +238,7 @@ async def test_the_code_comes_from_one_cached_copy(
 async def test_a_finished_snippet_gets_the_news_at_once(
         streams_stack: Stack, http: aiohttp.ClientSession) -> None:
     created = await create_via_api(http, streams_stack.url, "python", "x = 1\n")
-    deadline = time.monotonic() + 30
-    while stored_status(streams_stack.db_path, created["id"]) == "pending":
-        assert time.monotonic() < deadline, streams_stack.logs()
-        await asyncio.sleep(0.05)
+    await until_stored(streams_stack, created["id"], 30)
     async with http.get(f"{streams_stack.url}/snippets/{created['id']}/events") as response:
         assert response.status == 200
         event, data = (await response.text()).strip().split("\n")
@@ -256,13 +253,13 @@ async def test_unknown_snippets_have_no_stream_and_no_code(
             assert response.status == 404, path
 
 
-@pytest.fixture(scope="module")
-def unreachable_stack(valkey: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """A stack whose highlighter cannot be reached (nothing listens on its port)."""
-    running = Stack(fresh_redis_url(valkey), tmp_path_factory.mktemp("unreachable"),
-                    highlighter_url=f"http://127.0.0.1:{free_port()}/", HIGHLIGHT_RETRIES="0")
-    yield running
-    running.stop()
+@pytest.fixture
+def unreachable_stack(make_stack: MakeStack) -> Stack:
+    """A stack whose highlighter is gone (nothing listens on its port) once the web app has
+    its list of languages."""
+    stack = make_stack(HIGHLIGHT_RETRIES="0")
+    stack.highlighter.stop()
+    return stack
 
 
 async def test_visitors_see_a_plain_reason_and_the_dashboard_the_detail(
@@ -270,10 +267,7 @@ async def test_visitors_see_a_plain_reason_and_the_dashboard_the_detail(
     stack = unreachable_stack
     created = await create_via_api(http, stack.url, "python", "print('never')")
     ident = created["id"]
-    deadline = time.monotonic() + 30
-    while stored_status(stack.db_path, ident) == "pending":
-        assert time.monotonic() < deadline, stack.logs()
-        await asyncio.sleep(0.05)
+    await until_stored(stack, ident, 30)
     with sqlite3.connect(stack.db_path) as conn:
         stored = conn.execute("SELECT error FROM snippets WHERE id = ?", (ident,)).fetchone()[0]
     assert "ClientConnectorError" in stored, stored  # the worker's detail, as it was stored

@@ -105,6 +105,14 @@ def test_ids_pygments_writes_only_on_request_are_dropped() -> None:
     assert " id=" not in render("python", "x = 1\n" * 3)
 
 
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_hostile_answers_are_cleaned(name: str) -> None:
+    cleaned = clean_html(HOSTILE[name])
+    assert clean_html(cleaned) == cleaned  # nothing left to take out
+    for marker in FORBIDDEN:
+        assert marker not in cleaned, marker
+
+
 # End to end: the fake highlighter answers hostile markup, the worker stores it cleaned.
 
 @pytest.mark.parametrize("name", sorted(HOSTILE))

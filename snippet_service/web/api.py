@@ -4,22 +4,29 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
-from redis.exceptions import RedisError
 
-from snippet_service import db
-from snippet_service.queue import enqueue_highlight, publish_done
+from snippet_service import db, snippets
+from snippet_service.bulk import Draft
 from snippet_service.web.forms import validate_snippet
+from snippet_service.web.lookup import cached_body, snippet_id
 from snippet_service.web.options import parse_expiry, parse_highlight_in
 from snippet_service.web.reasons import api_error
-from snippet_service.web.typedefs import CONFIG, DB, LANGUAGES, PAGES, REDIS
-from snippet_service.web.views import cached_body, snippet_id, store_and_enqueue
+from snippet_service.web.typedefs import CONFIG, DB, INTAKE, LANGUAGES, PAGES, REDIS
 
 logger = logging.getLogger("snippet_service.web.api")
 
 JSON_HEADERS = {"Content-Type": "application/json; charset=utf-8"}
+
+
+def json_time(moment: datetime | None) -> str | None:
+    """A time as the API writes it: ISO 8601 UTC with milliseconds and "Z"."""
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def snippet_json(request: web.Request, snippet: db.Snippet) -> dict[str, Any]:
@@ -36,11 +43,11 @@ def snippet_json(request: web.Request, snippet: db.Snippet) -> dict[str, Any]:
         "code": snippet.plain_code,
         "highlighted_code": snippet.highlighted_code,
         "error": api_error(snippet.error),  # the full text is on the dashboard
-        "created_at": snippet.created_at,
-        "updated_at": snippet.updated_at,
+        "created_at": json_time(snippet.created_at),
+        "updated_at": json_time(snippet.updated_at),
         "revision": snippet.revision,
-        "highlight_at": snippet.highlight_at,
-        "expires_at": snippet.expires_at,
+        "highlight_at": json_time(snippet.highlight_at),
+        "expires_at": json_time(snippet.expires_at),
         "urls": {
             "html": url("snippet"),
             "raw": url("snippet_raw"),
@@ -75,7 +82,9 @@ async def create(request: web.Request) -> web.Response:
     highlight_in = parse_highlight_in(data, form.errors)
     if not form.valid:
         return invalid(form.errors)
-    snippet = await store_and_enqueue(request, form, highlight_in, expires_in)
+    snippet = await request.app[INTAKE].create(
+        Draft(form.language, form.plain_code, highlight_in, expires_in)
+    )
     body = snippet_json(request, snippet)
     return web.json_response(body, status=201, headers={"Location": body["urls"]["api"]})
 
@@ -103,13 +112,8 @@ async def rehighlight(request: web.Request) -> web.Response:
         not isinstance(language, str) or language not in request.app[LANGUAGES]
     ):
         return invalid({"language": "This language is not supported."})
-    snippet = await db.rehighlight(request.app[DB], ident, language)
-    request.app[PAGES].evict(ident)
-    try:
-        await publish_done(request.app[REDIS], ident)  # other web processes drop their copy
-        await enqueue_highlight(request.app[REDIS], snippet.id, snippet.revision)
-    except (TimeoutError, RedisError, OSError) as exc:
-        logger.warning("snippet %d revision %d not enqueued: %r", ident, snippet.revision, exc)
+    snippet = await snippets.rehighlight(request.app[DB], request.app[REDIS], ident, language)
+    request.app[PAGES].evict(ident)  # the done channel tells the other web processes
     return web.json_response(snippet_json(request, snippet), status=202)
 
 

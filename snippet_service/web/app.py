@@ -16,6 +16,7 @@ from aiohttp import web
 from snippet_service.config import Config
 from snippet_service.db import database_ctx
 from snippet_service.queue import redis_ctx
+from snippet_service.snippets import Intake
 from snippet_service.web.cache import PageCache
 from snippet_service.web.csrf import check_csrf, set_csrf_cookie, template_csrf_token
 from snippet_service.web.dashboard import setup_dashboard
@@ -23,8 +24,11 @@ from snippet_service.web.dashboard.access import check_dashboard_access
 from snippet_service.web.events import DoneListener, StreamSlots
 from snippet_service.web.forms import max_body_bytes
 from snippet_service.web.hits import HitCounter
-from snippet_service.web.intake import Intake
-from snippet_service.web.languages import fetch_languages
+from snippet_service.web.languages import (
+    START_WAIT_SECONDS,
+    Languages,
+    keep_asking,
+)
 from snippet_service.web.middlewares import (
     check_body,
     errors,
@@ -34,6 +38,7 @@ from snippet_service.web.middlewares import (
 )
 from snippet_service.web.ratelimit import check_rate_limit
 from snippet_service.web.routes import setup_routes
+from snippet_service.web.stylesheet import Stylesheet
 from snippet_service.web.throttle import BytesInFlight
 from snippet_service.web.typedefs import (
     BODIES,
@@ -47,11 +52,14 @@ from snippet_service.web.typedefs import (
     PAGES,
     REDIS,
     STREAMS,
+    STYLESHEET,
 )
 
 logger = logging.getLogger("snippet_service.web.app")
 
-TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"  # shipped in the package
+# Shipped inside the package; loaded through PackageLoader (this path is for the tests).
+TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
+
 
 
 async def database(app: web.Application) -> AsyncIterator[None]:
@@ -77,9 +85,29 @@ async def http_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
-async def languages_ctx(app: web.Application) -> AsyncIterator[None]:
-    app[LANGUAGES] = await fetch_languages(app[HTTP], app[CONFIG].highlighter_url)
+async def highlighter_info_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The highlighter's languages and stylesheet: waited for a few seconds at start, then
+    asked for in the background until they arrive (see web/languages.py)."""
+    session, url = app[HTTP], app[CONFIG].highlighter_url
+    languages = app[LANGUAGES] = Languages()
+    stylesheet = app[STYLESHEET] = Stylesheet(session, url)
+    task = asyncio.create_task(
+        _ask_highlighter(languages, stylesheet, session, url))
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.shield(task), START_WAIT_SECONDS)
+    if not task.done():
+        logger.warning("the highlighter at %s has not answered yet; starting without its "
+                       "languages; using the installed Pygments' list until they arrive", url)
     yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _ask_highlighter(languages: Languages, stylesheet: Stylesheet,
+                           session: aiohttp.ClientSession, url: str) -> None:
+    await keep_asking(languages, session, url)
+    await stylesheet.refresh()  # kept for /highlight.css (fetched again when asked for)
 
 
 async def done_listener_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -97,7 +125,9 @@ def create_app(config: Config) -> web.Application:
     """Build the web app for this configuration."""
     app = web.Application(
         middlewares=[
-            errors, guard(check_dashboard_access, check_csrf, check_rate_limit, check_body)
+            errors,
+            guard(check_dashboard_access, check_csrf, check_rate_limit,
+                  check_body),
         ],
         client_max_size=max_body_bytes(config.max_snippet_bytes),
     )
@@ -114,7 +144,8 @@ def create_app(config: Config) -> web.Application:
         csrf_token=template_csrf_token, csp_nonce=template_csp_nonce
     )
     app.on_response_prepare.extend([security_headers, set_csrf_cookie])
-    app.cleanup_ctx.extend([database, redis, http_ctx, languages_ctx, done_listener_ctx])
+    app.cleanup_ctx.extend([database, redis, http_ctx, highlighter_info_ctx,
+                             done_listener_ctx])
     setup_routes(app)
     setup_dashboard(app)
     return app

@@ -1,6 +1,7 @@
 """Error pages (JSON under /api), request bodies read up front (with a size cap, a time
 limit and a cap on the bytes one client may have in flight), security headers, request ids
-and quiet logs for malformed requests."""
+(taken from a valid incoming X-Request-ID or made here, carried by every log line of the
+request and returned in the response) and quiet logs for malformed requests."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import asyncio
 import itertools
 import logging
 import math
+import re
 import secrets
 from collections.abc import Awaitable, Callable
 
@@ -16,8 +18,11 @@ import jinja2
 from aiohttp import web, web_response
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Middleware
+from aiohttp.web_log import AccessLogger
+from aiohttp.web_request import BaseRequest
 from jinja2.runtime import Context
 
+from snippet_service import logs
 from snippet_service.db import SnippetNotFound
 from snippet_service.web.forms import SnippetTooLarge
 from snippet_service.web.typedefs import BODIES, CONFIG
@@ -28,6 +33,10 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Check = Callable[[web.Request], Awaitable[None]]
 
 REQUEST_ID = web.RequestKey("request_id", str)
+REQUEST_ID_HEADER = "X-Request-ID"
+# An incoming X-Request-ID is kept only if it is short and plain (it goes into every log
+# line and back out in a header); anything else is replaced by one of ours.
+VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 BODY_READ = web.RequestKey("body_read", bool)
 # Set when the rest of the request will never arrive: answer, then close the connection.
 CLOSE_CONNECTION = web.RequestKey("close_connection", bool)
@@ -85,6 +94,23 @@ def new_request_id() -> str:
 
 _ID_PREFIX = secrets.token_hex(4)
 _ID_COUNTER = itertools.count()
+
+
+def request_id_for(request: web.Request) -> str:
+    """The request's id: a valid incoming X-Request-ID (a proxy's, say), else a new one."""
+    incoming = request.headers.get(REQUEST_ID_HEADER)
+    if incoming is not None and VALID_REQUEST_ID.fullmatch(incoming):
+        return incoming
+    return new_request_id()
+
+
+class RequestIdAccessLogger(AccessLogger):
+    """aiohttp's access log, with each line carrying the request id (the line is written
+    after the handler's own log context has ended)."""
+
+    def log(self, request: BaseRequest, response: web.StreamResponse, time: float) -> None:
+        with logs.bound(request_id=request.get(REQUEST_ID)):
+            super().log(request, response, time)
 
 
 def is_api(request: web.Request) -> bool:
@@ -194,7 +220,10 @@ async def _answer_and_close(request: web.Request,
 
 @web.middleware
 async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    request[REQUEST_ID] = new_request_id()
+    request_id = request[REQUEST_ID] = request_id_for(request)
+    # Every line logged for this request carries its id (logs.bound, without the
+    # context manager's cost on every request).
+    bound = logs.REQUEST_ID.set(request_id)
     try:
         return await handler(request)
     except SnippetNotFound:
@@ -222,6 +251,8 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         logger.exception("request %s %s failed (request id %s)",
                          request.method, request.path, request[REQUEST_ID])
         return error_response(request, 500, "An unexpected error occurred.")
+    finally:
+        logs.REQUEST_ID.reset(bound)
 
 
 async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
@@ -240,7 +271,7 @@ async def security_headers(request: web.Request, response: web.StreamResponse) -
     )
     request_id = request.get(REQUEST_ID)
     if request_id:
-        headers.setdefault("X-Request-Id", request_id)
+        headers.setdefault(REQUEST_ID_HEADER, request_id)
 
 
 def guard(*checks: Check) -> Middleware:

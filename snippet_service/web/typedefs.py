@@ -8,11 +8,12 @@ from arq.connections import ArqRedis
 
 from snippet_service.config import Config
 from snippet_service.db import Database
+from snippet_service.snippets import Intake
 from snippet_service.web.cache import PageCache
 from snippet_service.web.events import DoneListener, StreamSlots
 from snippet_service.web.hits import HitCounter
-from snippet_service.web.intake import Intake
 from snippet_service.web.languages import Languages
+from snippet_service.web.stylesheet import Stylesheet
 from snippet_service.web.throttle import BytesInFlight, FailureWindow
 
 CONFIG = web.AppKey("config", Config)
@@ -20,6 +21,7 @@ DB = web.AppKey("db", Database)
 REDIS = web.AppKey("redis", ArqRedis)
 HTTP = web.AppKey("http", aiohttp.ClientSession)
 LANGUAGES = web.AppKey("languages", Languages)
+STYLESHEET = web.AppKey("stylesheet", Stylesheet)
 DONE = web.AppKey("done", DoneListener)
 PAGES = web.AppKey("pages", PageCache)
 INTAKE = web.AppKey("intake", Intake)

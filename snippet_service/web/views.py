@@ -6,25 +6,34 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
 import aiohttp_jinja2
 from aiohttp import web
 
-from snippet_service import bulk, db
-from snippet_service.highlighter import stylesheet
+from snippet_service import db
+from snippet_service.bulk import Draft
+from snippet_service.queue import highlight_job_id
 from snippet_service.web.events import DoneListener, Slot, StreamsFull
 from snippet_service.web.forms import SnippetForm, validate_snippet
+from snippet_service.web.lookup import cached_body, snippet_id
 from snippet_service.web.options import EXPIRY_CHOICES, parse_expiry
 from snippet_service.web.ratelimit import client_key
 from snippet_service.web.reasons import visitor_reason
-from snippet_service.web.typedefs import CONFIG, DB, DONE, INTAKE, LANGUAGES, PAGES, STREAMS
+from snippet_service.web.stylesheet import StylesheetUnavailable
+from snippet_service.web.typedefs import (
+    CONFIG,
+    DB,
+    DONE,
+    INTAKE,
+    LANGUAGES,
+    STREAMS,
+    STYLESHEET,
+)
 
 logger = logging.getLogger("snippet_service.web.views")
 
-MAX_ID = 2**63 - 1
 HTML_HEADERS = {"Content-Type": "text/html; charset=utf-8"}
 EVENTS_MAX_SECONDS = 600.0
 EVENTS_RECHECK_SECONDS = 2.0
@@ -33,29 +42,6 @@ EVENTS_RECHECK_SECONDS = 2.0
 EVENTS_MAX_UNSENT_BYTES = 16 * 1024
 EVENTS_WRITE_SECONDS = 5.0
 EVENTS_RETRY_AFTER = 10
-
-
-def snippet_id(request: web.Request) -> int:
-    """The id in the URL; anything that cannot be a stored id is a 404."""
-    raw = request.match_info["id"]
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > 19 or int(raw) > MAX_ID:
-        raise web.HTTPNotFound(text="No such snippet.")
-    return int(raw)
-
-
-async def store_and_enqueue(
-    request: web.Request,
-    form: SnippetForm,
-    highlight_in: float = 0.0,
-    expires_in: float | None = None,
-) -> db.Snippet:
-    """Save a valid snippet as pending and enqueue its highlight job (by id) and, for an
-    expiring snippet, its deferred delete; grouped with the other snippets posted in the
-    same tick (one INSERT, one Redis round trip). With Redis down the snippet stays pending
-    and the worker's reconciler enqueues it later."""
-    return await request.app[INTAKE].create(
-        bulk.Draft(form.language, form.plain_code, highlight_in, expires_in)
-    )
 
 
 async def index_context(
@@ -101,42 +87,18 @@ async def create(request: web.Request) -> web.StreamResponse:
     if not form.valid:
         context = await index_context(request, form, fields.get("expires_in", "never"))
         return aiohttp_jinja2.render_template("index.html", request, context, status=400)
-    snippet = await store_and_enqueue(request, form, expires_in=expires_in)
+    snippet = await request.app[INTAKE].create(
+        Draft(form.language, form.plain_code, expires_in=expires_in)
+    )
     location = request.app.router["snippet"].url_for(id=str(snippet.id))
     raise web.HTTPSeeOther(location=location)
 
 
-def expiry_epoch(snippet: db.Snippet) -> float | None:
-    return db.parse_timestamp(snippet.expires_at).timestamp() if snippet.expires_at else None
-
-
-async def cached_body(
-    request: web.Request, kind: str, render: Callable[[db.Snippet], bytes]
-) -> bytes:
-    """The rendered body of the snippet in the URL; a finished snippet's comes from the
-    page cache (only if nothing was evicted while it was read and rendered). Requests
-    for the same fragment or JSON at the same time share one read and one rendering."""
-    ident, pages = snippet_id(request), request.app[PAGES]
-    body = pages.get(kind, ident)
-    if body is not None:
-        return body
-
-    async def load() -> bytes:
-        evictions = pages.evictions
-        snippet = await db.get_snippet(request.app[DB], ident)
-        body = render(snippet)
-        if snippet.status != db.PENDING:
-            pages.put(kind, ident, body, expiry_epoch(snippet), evictions)
-        return body
-
-    if kind == "page":  # a pending page carries its own request's script nonce
-        return await load()
-    return await pages.shared(kind, ident, load)
-
-
 def code_context(request: web.Request, snippet: db.Snippet) -> dict[str, Any]:
     """What the snippet page and its code fragment show: never the stored error itself."""
-    return {"request": request, "snippet": snippet, "reason": visitor_reason(snippet.error)}
+    return {"request": request, "snippet": snippet, "reason": visitor_reason(snippet.error),
+            "created": snippet.created_at.strftime("%Y-%m-%d %H:%M:%S UTC"),
+            "job_id": highlight_job_id(snippet.id, snippet.revision)}
 
 
 async def show(request: web.Request) -> web.Response:
@@ -167,7 +129,14 @@ async def raw(request: web.Request) -> web.Response:
 
 
 async def highlight_css(request: web.Request) -> web.Response:
-    response = web.Response(text=stylesheet(), content_type="text/css")
+    """The highlighter's stylesheet, kept by the web process (see web/stylesheet.py)."""
+    try:
+        css = await request.app[STYLESHEET].get()
+    except StylesheetUnavailable:
+        return web.Response(
+            status=503, text="/* the highlighter is unavailable: no stylesheet yet */\n",
+            content_type="text/css", headers={"Cache-Control": "no-store", "Retry-After": "10"})
+    response = web.Response(text=css, content_type="text/css")
     response.headers["Cache-Control"] = "public, max-age=3600"
     return response
 

@@ -9,8 +9,8 @@ from typing import Any
 import aiohttp_jinja2
 from aiohttp import web
 
-from snippet_service import deadset, jobs_admin, stats, workers
-from snippet_service.web.dashboard import data
+from snippet_service import deadset, stats, workers
+from snippet_service.web.dashboard import actions, data
 from snippet_service.web.dashboard.access import ACCESS
 from snippet_service.web.typedefs import CONFIG, DB, REDIS
 
@@ -112,9 +112,9 @@ async def action(request: web.Request) -> web.StreamResponse:
                 f" and {len(ids) - len(shown)} more" if len(ids) > len(shown) else "")
     if verb.endswith("_all"):
         if (target, verb) == ("dead", "retry_all"):
-            await jobs_admin.retry_all_dead(redis, database)
+            await actions.retry_all_dead(redis, database)
         elif (target, verb) == ("dead", "delete_all"):
-            await jobs_admin.delete_all_dead(redis)
+            await actions.delete_all_dead(redis)
         else:
             raise web.HTTPNotFound(text="No such action.")
     elif not ids:
@@ -122,15 +122,15 @@ async def action(request: web.Request) -> web.StreamResponse:
     for job_id in ids:
         match target, verb:
             case "dead", "retry":
-                await jobs_admin.retry_dead(redis, database, job_id)
+                await actions.retry_dead(redis, database, job_id)
             case "dead", "delete":
-                await jobs_admin.delete_dead(redis, job_id)
+                await actions.delete_dead(redis, job_id)
             case ("scheduled" | "retries"), "run_now":
-                await jobs_admin.run_now(redis, queue, job_id)
+                await actions.run_now(redis, queue, job_id)
             case ("scheduled" | "retries"), "delete":
-                await jobs_admin.delete_job(redis, database, queue, job_id)
+                await actions.delete_job(redis, database, queue, job_id)
             case "retries", "kill":
-                await jobs_admin.kill_retrying(redis, database, queue, job_id)
+                await actions.kill_retrying(redis, database, queue, job_id)
             case _:
                 raise web.HTTPNotFound(text="No such action.")
     raise web.HTTPSeeOther(location=request.app.router[f"jobs_{target}"].url_for())

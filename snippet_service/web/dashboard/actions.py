@@ -1,4 +1,5 @@
-"""Actions for the dashboard: retry or delete dead jobs; run, delete or kill queued ones."""
+"""The dashboard's actions on the queue: retry or delete dead jobs; run, delete or kill
+queued ones. What they do to a highlight job's snippet goes through :mod:`snippets`."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import time
 from arq.connections import ArqRedis
 from arq.constants import job_key_prefix
 
-from snippet_service import db, deadset
-from snippet_service.queue import HIGHLIGHT_JOB, enqueue_highlight, publish_done, revision_of
+from snippet_service import db, deadset, snippets
+from snippet_service.queue import HIGHLIGHT_JOB, highlight_target, revision_of
 
 
 async def retry_dead(redis: ArqRedis, database: db.Database, job_id: str) -> bool:
@@ -20,11 +21,9 @@ async def retry_dead(redis: ArqRedis, database: db.Database, job_id: str) -> boo
         return False
     if job.function == HIGHLIGHT_JOB:
         try:
-            snippet = await db.rehighlight(database, int(job.args[0]))
+            await snippets.rehighlight(database, redis, int(job.args[0]))
         except db.SnippetNotFound:
-            return await deadset.remove_dead(redis, job_id)
-        await publish_done(redis, snippet.id)  # pages showing it as failed update
-        await enqueue_highlight(redis, snippet.id, snippet.revision)
+            pass  # nothing to highlight: the dead job just goes
     else:
         new_id = f"{job_id}:retry:{secrets.token_hex(4)}"
         await redis.enqueue_job(job.function, *job.args, _job_id=new_id)
@@ -68,24 +67,11 @@ async def delete_job(redis: ArqRedis, database: db.Database, queue: str, job_id:
         pipe.delete(job_key_prefix + job_id)
         removed, _ = await pipe.execute()
     await deadset.forget_job(redis, job_id)
-    revision = revision_of(job_id)
-    if removed and revision is not None:
-        await fail_snippet(database, redis, int(job_id.split(":")[1]), revision,
-                           "the highlight job was deleted from the dashboard")
+    target = highlight_target(job_id)
+    if removed and target is not None:
+        await snippets.fail(database, redis, *target,
+                            "the highlight job was deleted from the dashboard")
     return bool(removed)
-
-
-async def fail_snippet(
-    database: db.Database, redis: ArqRedis, snippet_id: int, revision: int | None, reason: str
-) -> None:
-    """Mark one revision (None: the current one) of a pending snippet failed, and say so."""
-    if revision is None:
-        try:
-            revision = (await db.get_snippet(database, snippet_id)).revision
-        except db.SnippetNotFound:
-            return
-    await db.mark_failed(database, snippet_id, revision, reason)
-    await publish_done(redis, snippet_id)
 
 
 async def kill_retrying(
@@ -102,6 +88,6 @@ async def kill_retrying(
     record.failed_at, record.next_at = time.time(), None
     await deadset.record_dead(redis, record)
     if record.function == HIGHLIGHT_JOB and record.args:
-        await fail_snippet(database, redis, int(record.args[0]), revision_of(job_id),
-                           record.error)
+        await snippets.fail(database, redis, int(record.args[0]), revision_of(job_id),
+                            record.error)
     return True
