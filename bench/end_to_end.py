@@ -18,6 +18,7 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -152,13 +153,17 @@ async def at_rate(base_url: str, rate: int, seconds: float, first: int) -> RateR
     return result
 
 
-def benchmark(directory: Path) -> list[RateResult]:
+def benchmark(directory: Path, database: Mapping[str, str] | None = None) -> list[RateResult]:
+    """Every rate of RATES on one stack; ``database`` names its database (default: a new
+    SQLite file in ``directory``)."""
+    directory.mkdir(parents=True, exist_ok=True)
     results = []
     children: list[Child] = []
     with private_valkey(directory) as redis_url:
         try:
             port, highlighter_port = free_port(), free_port()
-            env = app_env(REDIS_URL=redis_url, SNIPPETS_DB=str(directory / "snippets.db"),
+            env = app_env(REDIS_URL=redis_url,
+                          **(database or {"SNIPPETS_DB": str(directory / "snippets.db")}),
                           PORT=str(port), HIGHLIGHTER_PORT=str(highlighter_port),
                           **NO_RATE_LIMITS,
                           HIGHLIGHTER_URL=f"http://127.0.0.1:{highlighter_port}/")

@@ -52,7 +52,7 @@ from bench.common import (
 from bench.runs import RunResult, timeout_for, watch
 from bench.sidekiq import NOT_INSTALLED, SKIPPED, available, measure_sidekiq
 from bench.slow_highlighter import StandIn, stand_in
-from snippet_service import db
+from snippet_service import db, sqlite
 from snippet_service.config import Config
 from snippet_service.queue import enqueue_highlight, open_pool
 
@@ -72,7 +72,7 @@ CODE = "def f(n):\n    return [i * i for i in range(n)]  # snippet {}\n"
 
 async def prepare(db_path: Path, redis_url: str, count: int) -> None:
     """Empty the queue's database, create ``count`` pending snippets, enqueue a job each."""
-    database = db.Database(db_path, 1)
+    database = sqlite.Database(db_path, 1)
     await database.open()
     try:
         snippets = [await db.create_snippet(database, "python", CODE.format(number))

@@ -14,10 +14,10 @@ import time
 
 from bench.common import CPU_COUNT, ROOT, die_with_parent, setup
 
-SCRIPTS = ("noop", "highlight", "end_to_end", "web")
+SCRIPTS = ("noop", "highlight", "end_to_end", "web", "backends")
 SCRIPT_TIMEOUT = 300.0
 # bench.highlight runs three workers at two concurrencies, plus two more rows.
-TIMEOUTS = {"highlight": 450.0}
+TIMEOUTS = {"highlight": 450.0, "backends": 450.0}
 
 
 def run_script(name: str, timeout: float) -> tuple[int, float, list[str]]:

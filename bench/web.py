@@ -31,7 +31,7 @@ from bench.common import (
     work_dir,
 )
 from bench.loadgen import LoadResult, build_request, generate_load
-from snippet_service import db
+from snippet_service import db, sqlite
 from snippet_service.highlighter import render
 from snippet_service.valkey import free_port
 from tasks.sanitize import clean_html
@@ -60,7 +60,7 @@ if __name__ == "__main__":
 
 async def seed(db_path: Path, count: int) -> list[int]:
     """Highlighted snippets (rendered by Pygments and cleaned, as the worker stores them)."""
-    database = db.Database(db_path, 1)
+    database = sqlite.Database(db_path, 1)
     await database.open()
     html = clean_html(render("python", CODE))
     ids = []

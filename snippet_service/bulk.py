@@ -1,6 +1,6 @@
 """Multi-row statements for the batches: many new snippets in one INSERT, many snippets in
 one SELECT, many highlight results in one UPDATE (group commit). Each is one statement, so
-SQLite applies it atomically in autocommit mode."""
+either backend applies it atomically in autocommit mode."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from snippet_service.db import (
     Snippet,
     insert_row,
     new_snippet,
-    timestamp_in,
     utcnow,
 )
 
@@ -30,7 +29,8 @@ class Draft:
     expires_in: float | None = None
 
 
-# One multi-row statement stays well below SQLite's 32,766 bound parameters.
+# One multi-row statement stays well below SQLite's 32,766 bound parameters (and
+# PostgreSQL's 32,767).
 MAX_BATCH_ROWS = 500
 
 
@@ -46,7 +46,8 @@ async def create_snippets(database: Database, drafts: Sequence[Draft]) -> list[S
             tuple(value for d in chunk for value in
                   insert_row(d.language, d.plain_code, d.highlight_in, d.expires_in, now)),
         )
-        # AUTOINCREMENT gives the rows of one statement rising ids in VALUES order.
+        # Either backend gives the rows of one statement rising ids in VALUES order
+        # (SQLite's AUTOINCREMENT; PostgreSQL's identity, drawn row by row).
         ids = sorted(row[0] for row in returned)
         if len(ids) != len(chunk):
             raise RuntimeError(f"inserted {len(ids)} of {len(chunk)} snippets")
@@ -62,12 +63,11 @@ async def get_snippets(database: Database, snippet_ids: Sequence[int]) -> dict[i
     unique = list(dict.fromkeys(snippet_ids))
     for first in range(0, len(unique), MAX_BATCH_ROWS):
         chunk = unique[first:first + MAX_BATCH_ROWS]
-        async with database.connection() as conn:
-            rows = await conn.execute_fetchall(
-                f"SELECT * FROM snippets WHERE id IN ({', '.join('?' * len(chunk))})"
-                " AND (expires_at IS NULL OR expires_at > ?)",
-                (*chunk, timestamp_in()),
-            )
+        rows = await database.fetch(
+            f"SELECT * FROM snippets WHERE id IN ({', '.join('?' * len(chunk))})"
+            " AND (expires_at IS NULL OR expires_at > ?)",
+            (*chunk, utcnow()),
+        )
         for row in rows:
             snippet = Snippet.from_row(row)
             found[snippet.id] = snippet
@@ -81,16 +81,19 @@ async def mark_many_highlighted(
     commit). As with :func:`mark_highlighted`, a row is written only while that revision is
     still pending; returns the (id, revision) pairs that were written."""
     written: set[tuple[int, int]] = set()
-    for first in range(0, len(results), MAX_BATCH_ROWS):
-        chunk = results[first:first + MAX_BATCH_ROWS]
-        values = ", ".join(["(?, ?, ?)"] * len(chunk))
+    ordered = sorted(results)  # rows locked in id order: two writers never deadlock
+    for first in range(0, len(ordered), MAX_BATCH_ROWS):
+        chunk = ordered[first:first + MAX_BATCH_ROWS]
+        # PostgreSQL types a VALUES list's parameters from its first row.
+        values = ", ".join(["(CAST(? AS BIGINT), CAST(? AS INTEGER), CAST(? AS TEXT))"]
+                           + ["(?, ?, ?)"] * (len(chunk) - 1))
         rows = await database.write_returning(
             f"WITH done(id, revision, html) AS (VALUES {values})"
             " UPDATE snippets SET highlighted_code = done.html, status = ?, error = NULL,"
             " updated_at = ? FROM done WHERE snippets.id = done.id"
             " AND snippets.revision = done.revision AND snippets.status = ?"
             " RETURNING snippets.id, snippets.revision",
-            (*(value for result in chunk for value in result), HIGHLIGHTED, timestamp_in(),
+            (*(value for result in chunk for value in result), HIGHLIGHTED, utcnow(),
              PENDING),
         )
         written.update((int(row[0]), int(row[1])) for row in rows)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
+import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 T = TypeVar("T")
 
@@ -98,6 +100,42 @@ def _http_url(raw: str) -> str:
     return value if value.endswith("/") else value + "/"
 
 
+REDIS_CERT_REQS = ("required", "optional", "none")
+# scheme://user:password@ (the password runs to the last "@" before the path, as urlsplit
+# reads it)
+_URL_PASSWORD = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)([^/:@]*):([^/]*)@")
+
+
+def _redis_url(raw: str) -> str:
+    value = _url(("redis", "rediss", "unix"))(raw)
+    for cert_reqs in parse_qs(urlsplit(value).query).get("ssl_cert_reqs", []):
+        if cert_reqs.lower() not in REDIS_CERT_REQS:
+            raise ValueError(f"ssl_cert_reqs must be one of {', '.join(REDIS_CERT_REQS)}")
+    return value
+
+
+def _database_url(raw: str) -> str:
+    parts = urlsplit(raw)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise ValueError("expected a postgresql://user:password@host:port/database URL")
+    if not parts.hostname and "host=" not in parts.query:
+        raise ValueError("the URL has no host")
+    return raw
+
+
+def _readable_file(raw: str) -> Path:
+    path = Path(raw)
+    if not path.is_file():
+        raise ValueError("no such file")
+    return path
+
+
+def mask_url(raw: str) -> str:
+    """The URL with the password in it (if any) replaced by ``***``: for log lines and
+    messages."""
+    return _URL_PASSWORD.sub(r"\1\2:***@", raw, count=1)
+
+
 def _read(
     env: Mapping[str, str], name: str, cast: Callable[[str], T], default: T
 ) -> T:
@@ -107,7 +145,7 @@ def _read(
     try:
         return cast(raw)
     except ValueError as exc:
-        raise ConfigError(f"{name}={raw!r} is invalid: {exc}") from None
+        raise ConfigError(f"{name}={mask_url(raw)!r} is invalid: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -116,9 +154,12 @@ class Config:
 
     host: str = "127.0.0.1"
     port: int = 8080
-    redis_url: str = DEFAULT_REDIS_URL
+    redis_url: str = field(default=DEFAULT_REDIS_URL, repr=False)  # may hold a password
     redis_url_set: bool = False
+    redis_tls_ca_file: Path | None = None
     db_path: Path = Path("var/snippets.db")
+    # PostgreSQL instead of the SQLite file db_path when set (it may hold a password).
+    database_url: str = field(default="", repr=False)
     highlighter_url: str = "http://127.0.0.1:8081/"
     highlighter_url_set: bool = False
     highlighter_port: int = 8081
@@ -149,6 +190,9 @@ class Config:
     cookie_secure: bool = False
     log_format: str = "text"
     access_log: bool = False
+    # Several hosts (README, "Running on several machines").
+    host_name: str = field(default_factory=socket.gethostname)
+    worker_live_within: float = 30.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
@@ -157,9 +201,11 @@ class Config:
         return cls(
             host=_read(env, "HOST", str, cls.host),
             port=_read(env, "PORT", _port, cls.port),
-            redis_url=_read(env, "REDIS_URL", _url(("redis", "rediss", "unix")), DEFAULT_REDIS_URL),
+            redis_url=_read(env, "REDIS_URL", _redis_url, DEFAULT_REDIS_URL),
             redis_url_set=bool(env.get("REDIS_URL")),
+            redis_tls_ca_file=_read(env, "REDIS_TLS_CA_FILE", _readable_file, None),
             db_path=_read(env, "SNIPPETS_DB", Path, cls.db_path),
+            database_url=_read(env, "DATABASE_URL", _database_url, cls.database_url),
             highlighter_url=_read(env, "HIGHLIGHTER_URL", _http_url, cls.highlighter_url),
             highlighter_url_set=bool(env.get("HIGHLIGHTER_URL")),
             highlighter_port=_read(env, "HIGHLIGHTER_PORT", _port, cls.highlighter_port),
@@ -218,4 +264,7 @@ class Config:
             cookie_secure=_read(env, "COOKIE_SECURE", _flag, cls.cookie_secure),
             log_format=_read(env, "LOG_FORMAT", _choice(LOG_FORMATS), cls.log_format),
             access_log=_read(env, "ACCESS_LOG", _flag, cls.access_log),
+            host_name=_read(env, "HOSTNAME", str.strip, "") or socket.gethostname(),
+            worker_live_within=_read(env, "WORKER_LIVE_WITHIN", _seconds(1, 3600),
+                                     cls.worker_live_within),
         )

@@ -1,23 +1,61 @@
-"""The data layer: snippets as Python values, and the queries on them (the connection pool
-and the migrations are in :mod:`snippet_service.sqlite`)."""
+"""The data layer: snippets as Python values, and the queries on them, written once for
+either backend (:mod:`snippet_service.backend`): SQLite by default
+(:mod:`snippet_service.sqlite`), PostgreSQL when ``DATABASE_URL`` is set
+(:mod:`snippet_service.postgres`)."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import sqlite3
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import aiosqlite
-
-from snippet_service.sqlite import Database as Database
-from snippet_service.sqlite import database_ctx as database_ctx
+from snippet_service import sqlite
+from snippet_service.backend import Database as Database
+from snippet_service.backend import Row as Row
+from snippet_service.backend import as_utc
+from snippet_service.backend import parse_timestamp as parse_timestamp
+from snippet_service.backend import timestamp as timestamp
+from snippet_service.config import Config
 
 logger = logging.getLogger("snippet_service.db")
 
 PENDING, HIGHLIGHTED, FAILED = "pending", "highlighted", "failed"
 STATUSES = (PENDING, HIGHLIGHTED, FAILED)
+
+
+def connect(config: Config) -> Database:
+    """The database the configuration names (not open yet): PostgreSQL at DATABASE_URL,
+    or else the SQLite file SNIPPETS_DB; DB_POOL_SIZE connections."""
+    if config.database_url:
+        from snippet_service import postgres  # asyncpg is loaded only when it is used
+
+        return postgres.Database(config.database_url, config.db_pool_size)
+    return sqlite.Database(config.db_path, config.db_pool_size)
+
+
+@asynccontextmanager
+async def database_ctx(config: Config) -> AsyncIterator[Database]:
+    """The process's database pool, open for the block (see :func:`connect`)."""
+    database = connect(config)
+    try:
+        await database.open()
+        yield database
+    finally:
+        await database.close()
+
+
+def transient_errors(config: Config) -> tuple[type[BaseException], ...]:
+    """The errors of the configured backend that a job may retry: the database busy,
+    restarting or out of reach."""
+    if not config.database_url:
+        return (sqlite3.OperationalError,)
+    from snippet_service import postgres
+
+    return postgres.TRANSIENT_ERRORS
 
 class SnippetNotFound(LookupError):
     """No snippet has this id."""
@@ -48,14 +86,14 @@ class Snippet:
     queued_at: datetime | None = None
 
     @classmethod
-    def from_row(cls, row: aiosqlite.Row) -> Snippet:
+    def from_row(cls, row: Row) -> Snippet:
         return cls.from_columns({key: row[key] for key in row.keys()})
 
     @classmethod
     def from_columns(cls, columns: Mapping[str, Any]) -> Snippet:
-        """A snippet from its stored column values (times as stored text)."""
+        """A snippet from its stored column values (times as either backend stores them)."""
         values: dict[str, Any] = {
-            key: parse_timestamp(value) if key in TIME_COLUMNS and value else value
+            key: as_utc(value) if key in TIME_COLUMNS and value else value
             for key, value in columns.items()
         }
         return cls(**values)
@@ -70,22 +108,9 @@ def _millis(moment: datetime) -> datetime:
     return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
-def timestamp(moment: datetime) -> str:
-    """A datetime as stored: ISO 8601 UTC with milliseconds and "Z" (these sort as text)."""
-    if moment.tzinfo is not UTC:
-        moment = moment.astimezone(UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def timestamp_in(seconds: float = 0.0) -> str:
-    """The stored text of the time ``seconds`` from now."""
+    """The text SQLite stores for the time ``seconds`` from now."""
     return timestamp(utcnow(seconds))
-
-
-def parse_timestamp(value: str) -> datetime:
-    """The aware UTC datetime of a stored time."""
-    moment = datetime.fromisoformat(value)
-    return moment if moment.tzinfo is UTC else moment.astimezone(UTC)
 
 
 async def create_snippet(
@@ -97,13 +122,12 @@ async def create_snippet(
 ) -> Snippet:
     """Store a new pending snippet (highlight no earlier than highlight_in seconds from now)."""
     now = utcnow()
-    cursor = await db.write(
+    (row,) = await db.write_returning(
         f"INSERT INTO snippets ({', '.join(INSERT_COLUMNS)})"
-        f" VALUES ({', '.join('?' * len(INSERT_COLUMNS))})",
+        f" VALUES ({', '.join('?' * len(INSERT_COLUMNS))}) RETURNING id",
         insert_row(language, plain_code, highlight_in, expires_in, now),
     )
-    assert cursor.lastrowid is not None
-    return new_snippet(cursor.lastrowid, language, plain_code, highlight_in, expires_in, now)
+    return new_snippet(int(row[0]), language, plain_code, highlight_in, expires_in, now)
 
 
 INSERT_COLUMNS = ("language", "plain_code", "status", "created_at", "updated_at",
@@ -112,12 +136,10 @@ INSERT_COLUMNS = ("language", "plain_code", "status", "created_at", "updated_at"
 
 def insert_row(language: str, plain_code: str, highlight_in: float, expires_in: float | None,
                now: datetime) -> tuple[Any, ...]:
-    """The values of INSERT_COLUMNS that store a new pending snippet made ``now``."""
-    made = timestamp(now)  # also its updated_at and queued_at
-    highlight_at, expires_at = _after(now, highlight_in), _after(now, expires_in)
-    return (language, plain_code, PENDING, made, made,
-            timestamp(highlight_at) if highlight_at else None,
-            timestamp(expires_at) if expires_at else None, made)
+    """The values of INSERT_COLUMNS that store a new pending snippet made ``now`` (also
+    its updated_at and queued_at)."""
+    return (language, plain_code, PENDING, now, now, _after(now, highlight_in),
+            _after(now, expires_in), now)
 
 
 def new_snippet(snippet_id: int, language: str, plain_code: str, highlight_in: float,
@@ -134,11 +156,10 @@ def _after(now: datetime, seconds: float | None) -> datetime | None:
 
 async def get_snippet(db: Database, snippet_id: int) -> Snippet:
     """Return one unexpired snippet or raise SnippetNotFound."""
-    async with db.connection() as conn:
-        rows = await conn.execute_fetchall(
-            "SELECT * FROM snippets WHERE id = ? AND (expires_at IS NULL OR expires_at > ?)",
-            (snippet_id, timestamp_in()),
-        )
+    rows = await db.fetch(
+        "SELECT * FROM snippets WHERE id = ? AND (expires_at IS NULL OR expires_at > ?)",
+        (snippet_id, utcnow()),
+    )
     for row in rows:
         return Snippet.from_row(row)
     raise SnippetNotFound(snippet_id)
@@ -161,26 +182,23 @@ class SnippetSummary:
 
 async def recent_summaries(db: Database, limit: int = 20) -> list[SnippetSummary]:
     """The newest unexpired snippets first, as list rows (a short excerpt of the code)."""
-    async with db.connection() as conn:
-        rows = await conn.execute_fetchall(
-            f"SELECT id, language, status, substr(plain_code, 1, {EXCERPT_CHARS}), created_at,"
-            " updated_at FROM snippets INDEXED BY snippets_summary"
-            " WHERE expires_at IS NULL OR expires_at > ? ORDER BY id DESC LIMIT ?",
-            (timestamp_in(), limit),
-        )
-    return [SnippetSummary(ident, language, status, excerpt, parse_timestamp(created),
-                           parse_timestamp(updated))
-            for ident, language, status, excerpt, created, updated in rows]
+    rows = await db.fetch(
+        f"SELECT id, language, status, substr(plain_code, 1, {EXCERPT_CHARS}), created_at,"
+        f" updated_at FROM snippets{db.summary_index}"
+        " WHERE expires_at IS NULL OR expires_at > ? ORDER BY id DESC LIMIT ?",
+        (utcnow(), limit),
+    )
+    return [SnippetSummary(row[0], row[1], row[2], row[3], as_utc(row[4]), as_utc(row[5]))
+            for row in rows]
 
 
 async def snippet_status(db: Database, snippet_id: int) -> tuple[str, int] | None:
     """The (status, revision) of one unexpired snippet, or None; never reads its code."""
-    async with db.connection() as conn:
-        rows = await conn.execute_fetchall(
-            "SELECT status, revision FROM snippets INDEXED BY snippets_summary"
-            " WHERE id = ? AND (expires_at IS NULL OR expires_at > ?)",
-            (snippet_id, timestamp_in()),
-        )
+    rows = await db.fetch(
+        f"SELECT status, revision FROM snippets{db.summary_index}"
+        " WHERE id = ? AND (expires_at IS NULL OR expires_at > ?)",
+        (snippet_id, utcnow()),
+    )
     for row in rows:
         return str(row[0]), int(row[1])
     return None
@@ -188,20 +206,18 @@ async def snippet_status(db: Database, snippet_id: int) -> tuple[str, int] | Non
 
 async def count_snippets(db: Database) -> int:
     """How many snippets are stored."""
-    async with db.connection() as conn:
-        async with conn.execute("SELECT count(*) FROM snippets") as cursor:
-            row = await cursor.fetchone()
-    return int(row[0]) if row else 0
+    (row,) = await db.fetch("SELECT count(*) FROM snippets")
+    return int(row[0])
 
 
 async def _finish(db: Database, snippet_id: int, revision: int, **values: Any) -> bool:
     columns = ", ".join(f"{name} = ?" for name in values)
-    cursor = await db.write(
+    changed = await db.write(
         f"UPDATE snippets SET {columns}, updated_at = ?"
         " WHERE id = ? AND revision = ? AND status = ?",
-        (*values.values(), timestamp_in(), snippet_id, revision, PENDING),
+        (*values.values(), utcnow(), snippet_id, revision, PENDING),
     )
-    return cursor.rowcount == 1
+    return changed == 1
 
 
 async def mark_highlighted(db: Database, snippet_id: int, revision: int, html: str) -> bool:
@@ -218,41 +234,38 @@ async def mark_failed(db: Database, snippet_id: int, revision: int, error: str) 
 
 async def rehighlight(db: Database, snippet_id: int, language: str | None = None) -> Snippet:
     """Start a new revision: pending again (optionally in another language)."""
-    now = timestamp_in()
-    cursor = await db.write(
+    now = utcnow()
+    changed = await db.write(
         "UPDATE snippets SET language = coalesce(?, language), status = ?,"
         " highlighted_code = NULL, error = NULL, revision = revision + 1, updated_at = ?,"
         " highlight_at = NULL, queued_at = ?"
         " WHERE id = ? AND (expires_at IS NULL OR expires_at > ?)",
         (language, PENDING, now, now, snippet_id, now),
     )
-    if cursor.rowcount != 1:
+    if changed != 1:
         raise SnippetNotFound(snippet_id)
     return await get_snippet(db, snippet_id)
 
 
 async def delete_snippet(db: Database, snippet_id: int) -> bool:
     """Delete a snippet; False if it was already gone."""
-    cursor = await db.write("DELETE FROM snippets WHERE id = ?", (snippet_id,))
-    return cursor.rowcount == 1
+    return await db.write("DELETE FROM snippets WHERE id = ?", (snippet_id,)) == 1
 
 
 async def purge_expired(db: Database) -> int:
     """Delete every expired snippet; return how many."""
-    cursor = await db.write(
-        "DELETE FROM snippets WHERE expires_at IS NOT NULL AND expires_at <= ?", (timestamp_in(),)
+    return await db.write(
+        "DELETE FROM snippets WHERE expires_at IS NOT NULL AND expires_at <= ?", (utcnow(),)
     )
-    return cursor.rowcount
 
 
 async def stale_pending(db: Database, older_than: float, limit: int = 500) -> list[Snippet]:
     """Pending snippets last enqueued more than ``older_than`` seconds ago."""
-    async with db.connection() as conn:
-        rows = await conn.execute_fetchall(
-            "SELECT * FROM snippets WHERE status = ? AND coalesce(queued_at, updated_at) <= ?"
-            " AND (expires_at IS NULL OR expires_at > ?) ORDER BY id LIMIT ?",
-            (PENDING, timestamp_in(-older_than), timestamp_in(), limit),
-        )
+    rows = await db.fetch(
+        "SELECT * FROM snippets WHERE status = ? AND coalesce(queued_at, updated_at) <= ?"
+        " AND (expires_at IS NULL OR expires_at > ?) ORDER BY id LIMIT ?",
+        (PENDING, utcnow(-older_than), utcnow(), limit),
+    )
     return [Snippet.from_row(row) for row in rows]
 
 
@@ -260,15 +273,11 @@ async def mark_queued(db: Database, snippet_ids: list[int]) -> None:
     """Note that these snippets' jobs were (re-)enqueued just now."""
     if not snippet_ids:
         return
-    now = timestamp_in()
-    async with db.transaction() as conn:
-        await conn.executemany(
-            "UPDATE snippets SET queued_at = ? WHERE id = ?",
-            [(now, snippet_id) for snippet_id in snippet_ids],
-        )
+    now = utcnow()
+    await db.write_many("UPDATE snippets SET queued_at = ? WHERE id = ?",
+                        [(now, snippet_id) for snippet_id in sorted(snippet_ids)])
 
 
 async def ping(db: Database) -> None:
-    """Raise if SQLite cannot answer a query."""
-    async with db.connection() as conn:
-        await conn.execute("SELECT 1")
+    """Raise if the database cannot answer a query."""
+    await db.fetch("SELECT 1")

@@ -1,6 +1,7 @@
 """`make run` and ``snippet-service``: start Valkey (unless REDIS_URL is set), the
 highlighter (unless HIGHLIGHTER_URL is set), the worker and the web app; stop them all on
-SIGINT or SIGTERM.
+SIGINT or SIGTERM. The data is in the SQLite file SNIPPETS_DB, or with DATABASE_URL set, in
+that PostgreSQL, which is never started here.
 
 The children are this Python's modules (``python -m …``), run in the current directory
 (SNIPPETS_DB, ``var/snippets.db`` by default, is relative to it), so an installed package
@@ -18,7 +19,7 @@ import sys
 import time
 from types import FrameType
 
-from snippet_service.config import Config, ConfigError
+from snippet_service.config import Config, ConfigError, mask_url
 from snippet_service.logs import setup_logging
 from snippet_service.valkey import free_port, private_password, start_valkey, wait_for_port
 
@@ -114,6 +115,11 @@ def main() -> int:
             env["REDIS_URL"] = f"redis://:{password}@127.0.0.1:{port}/0"
             logger.info("private Valkey on redis://127.0.0.1:%d/0 (data in %s, password in %s)",
                         port, data_dir, data_dir / "password")
+        if config.database_url:
+            logger.info("data in PostgreSQL at %s (DATABASE_URL; never started here)",
+                        mask_url(config.database_url))
+        else:
+            logger.info("data in the SQLite file %s (SNIPPETS_DB)", config.db_path)
         if not config.highlighter_url_set:
             processes.append(("highlighter", _python("snippet_service.highlighter", env)))
             host = config.highlighter_host  # loopback unless HIGHLIGHTER_HOST says otherwise

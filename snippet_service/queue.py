@@ -5,20 +5,27 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
 from arq.constants import job_key_prefix as JOB_KEY_PREFIX
 from arq.constants import result_key_prefix as RESULT_KEY_PREFIX
 from arq.jobs import Job, serialize_job
 from arq.utils import timestamp_ms, to_unix_ms
-from redis.exceptions import RedisError
+from redis.exceptions import (
+    AuthenticationError,
+    AuthenticationWrongNumberOfArgsError,
+    RedisError,
+    ResponseError,
+)
 
-from snippet_service.config import Config
+from snippet_service.config import Config, mask_url
 
 logger = logging.getLogger("snippet_service.queue")
 
@@ -64,21 +71,66 @@ def deserialize(payload: bytes) -> dict[str, Any]:
 
 
 def redis_settings(config: Config) -> RedisSettings:
-    """arq connection settings for REDIS_URL."""
+    """arq connection settings for REDIS_URL: ``redis://``, ``rediss://`` (TLS) or
+    ``unix://``, with a user name and password when the URL carries them.
+
+    A TLS server's certificate is verified, host name included, against the system's CAs
+    and REDIS_TLS_CA_FILE; ``?ssl_cert_reqs=none`` in the URL turns that off (insecure)."""
     settings = RedisSettings.from_dsn(config.redis_url)
+    parts = urlsplit(config.redis_url)
+    # arq hands the URL's user name and password on still percent-encoded
+    settings.username = unquote(parts.username) if parts.username else None
+    settings.password = unquote(parts.password) if parts.password else None
+    if settings.ssl:
+        cert_reqs = parse_qs(parts.query).get("ssl_cert_reqs", ["required"])[-1].lower()
+        settings.ssl_cert_reqs = cert_reqs
+        settings.ssl_check_hostname = cert_reqs == "required"
+        if config.redis_tls_ca_file is not None:
+            settings.ssl_ca_certs = str(config.redis_tls_ca_file)
     settings.conn_timeout = 2
     settings.conn_retries = 2
     return settings
 
 
+class RedisRefused(Exception):
+    """Redis will not take us as configured (a wrong password, a certificate that does not
+    verify): a configuration error, not an outage, so waiting will not help."""
+
+
+def refusal(exc: BaseException) -> str | None:
+    """Why Redis refused us, if ``exc`` (or what it wraps) is a wrong password or a TLS
+    certificate that does not verify; None for anything else (an outage, say)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, AuthenticationError | AuthenticationWrongNumberOfArgsError):
+            return f"Redis refused the password in REDIS_URL ({current})"
+        if isinstance(current, ResponseError) and str(current).startswith("NOPERM"):
+            return f"Redis refused the user in REDIS_URL ({current})"
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return ("the Redis server's TLS certificate does not verify "
+                    f"({current.verify_message or current}); give its CA in "
+                    "REDIS_TLS_CA_FILE")
+        current = current.__cause__ or current.__context__
+    return None
+
+
 async def open_pool(config: Config) -> ArqRedis:
-    """An arq pool on REDIS_URL using the JSON serializer."""
-    return await create_pool(
-        redis_settings(config),
-        job_serializer=serialize,
-        job_deserializer=deserialize,
-        default_queue_name=config.queue_name,
-    )
+    """An arq pool on REDIS_URL using the JSON serializer; raises :class:`RedisRefused`
+    when Redis refuses the password or its certificate does not verify."""
+    settings = redis_settings(config)
+    options: dict[str, Any] = {"job_serializer": serialize, "job_deserializer": deserialize,
+                               "default_queue_name": config.queue_name}
+    try:  # one try first: a refusal is not worth retrying
+        return await create_pool(settings, retry=settings.conn_retries, **options)
+    except (RedisError, OSError) as exc:
+        reason = refusal(exc)
+        if reason is not None:
+            raise RedisRefused(f"{reason} at {mask_url(config.redis_url)}") from None
+        logger.warning("Redis at %s: %r; trying again", mask_url(config.redis_url), exc)
+    await asyncio.sleep(settings.conn_retry_delay)
+    return await create_pool(settings, retry=1, **options)
 
 
 @asynccontextmanager

@@ -4,9 +4,9 @@ The web app's views, its API and the dashboard's actions, and the worker's jobs 
 reconciler, all change snippets through these functions, so that every change reaches the
 database, the queue and the snippet-done channel in the same way.
 
-SQLite is the source of truth. When Redis cannot be reached, a snippet that should have a
-job stays pending in SQLite and :func:`requeue_lost` (run by the worker's reconciler)
-enqueues it once Redis is back.
+The database (SQLite or PostgreSQL) is the source of truth. When Redis cannot be reached, a
+snippet that should have a job stays pending in the database and :func:`requeue_lost` (run
+by the worker's reconciler) enqueues it once Redis is back.
 """
 
 from __future__ import annotations

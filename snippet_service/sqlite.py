@@ -1,18 +1,19 @@
-"""The SQLite side of the data layer: a bounded pool of connections (WAL, one writer at a
-time) and the versioned migrations it applies when it opens."""
+"""The SQLite backend of the data layer (the default): a bounded pool of connections (WAL,
+one writer at a time) and the versioned migrations it applies when it opens."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
-from snippet_service.config import Config
+from snippet_service import backend
 
 logger = logging.getLogger("snippet_service.sqlite")
 
@@ -48,8 +49,18 @@ MIGRATIONS: tuple[str, ...] = (
 
 
 
-class Database:
+def _stored(parameters: Sequence[Any]) -> tuple[Any, ...]:
+    """The parameters with their datetimes as the text SQLite stores."""
+    return tuple(backend.timestamp(value) if isinstance(value, datetime) else value
+                 for value in parameters)
+
+
+class Database(backend.Database):
     """A fixed number of SQLite connections shared by coroutines; writes go one at a time."""
+
+    name = "sqlite"
+    # Lists and status checks name the index that holds everything they read (migration 3).
+    summary_index = " INDEXED BY snippets_summary"
 
     def __init__(self, path: Path, size: int) -> None:
         self.path = path
@@ -88,21 +99,33 @@ class Database:
         finally:
             self._idle.put_nowait(conn)
 
-    async def write(self, sql: str, parameters: tuple[Any, ...] = ()) -> aiosqlite.Cursor:
-        """One write statement on its own (autocommit; SQLite makes it atomic), one at a time.
+    async def fetch(self, sql: str, parameters: Sequence[Any] = ()) -> list[backend.Row]:
+        """The rows of one query."""
+        async with self.connection() as conn:
+            return list(await conn.execute_fetchall(sql, _stored(parameters)))
+
+    async def write(self, sql: str, parameters: Sequence[Any] = ()) -> int:
+        """One write statement on its own (autocommit; SQLite makes it atomic), one at a
+        time; how many rows it changed.
 
         A single statement takes the write lock when it starts, so it waits out other
         writers within busy_timeout, and a cancelled caller cannot leave it half done.
         """
         async with self._write_lock, self.connection() as conn:
-            return await asyncio.shield(conn.execute(sql, parameters))
+            cursor = await asyncio.shield(conn.execute(sql, _stored(parameters)))
+            return cursor.rowcount
 
     async def write_returning(
-        self, sql: str, parameters: tuple[Any, ...] = ()
-    ) -> list[aiosqlite.Row]:
+        self, sql: str, parameters: Sequence[Any] = ()
+    ) -> list[backend.Row]:
         """One write statement with a RETURNING clause, like :meth:`write`; its rows."""
         async with self._write_lock, self.connection() as conn:
-            return list(await asyncio.shield(conn.execute_fetchall(sql, parameters)))
+            return list(await asyncio.shield(conn.execute_fetchall(sql, _stored(parameters))))
+
+    async def write_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        """One write statement for each parameter row, in one transaction."""
+        async with self.transaction() as conn:
+            await conn.executemany(sql, [_stored(row) for row in rows])
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
@@ -117,17 +140,6 @@ class Database:
             except BaseException:
                 await asyncio.shield(conn.rollback())
                 raise
-
-
-@asynccontextmanager
-async def database_ctx(config: Config) -> AsyncIterator[Database]:
-    """The process's database pool (DB_POOL_SIZE connections), open for the block."""
-    database = Database(config.db_path, config.db_pool_size)
-    try:
-        await database.open()
-        yield database
-    finally:
-        await database.close()
 
 
 async def _use_wal(conn: aiosqlite.Connection, wait: float = 10.0) -> None:

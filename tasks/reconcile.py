@@ -1,4 +1,4 @@
-"""SQLite is the source of truth: re-enqueue pending snippets whose job was lost
+"""The database is the source of truth: re-enqueue pending snippets whose job was lost
 (an enqueue that failed, Redis flushed or restarted empty), and purge expired snippets."""
 
 from __future__ import annotations

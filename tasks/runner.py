@@ -34,10 +34,10 @@ from typing import Any
 from arq.connections import ArqRedis
 
 from snippet_service import workers
-from snippet_service.config import Config, ConfigError
+from snippet_service.config import Config, ConfigError, mask_url
 from snippet_service.launcher import die_with_parent
 from snippet_service.logs import setup_logging
-from snippet_service.queue import open_pool
+from snippet_service.queue import RedisRefused, open_pool, refusal
 from tasks.hotpath import BatchWorker
 from tasks.worker import REDIS_ERRORS, QuietJobLines, worker_settings
 
@@ -78,6 +78,8 @@ class Runner:
         self.grace = config.worker_shutdown_grace
         self.stopping = asyncio.Event()
         self.worker: BatchWorker | None = None
+        self.connected = False  # once: a refusal after that is waited out like an outage
+        self.refused: str | None = None  # why Redis would not take this worker at start
 
     def stop(self, signum: signal.Signals) -> None:
         """The first signal: stop claiming jobs; running ones get the grace period."""
@@ -117,7 +119,13 @@ class Runner:
                 lost = not self.stopping.is_set()
                 if "redis" in worker.ctx:  # it had connected: this is a new outage
                     backoff = FIRST_BACKOFF_SECONDS
-                if lost:
+                    self.connected = True
+                reason = None if self.connected else refusal(exc)
+                if reason is not None:  # a wrong password, an untrusted certificate
+                    self.refused = f"{reason} at {mask_url(self.config.redis_url)}"
+                    logger.error("cannot start: %s", self.refused)
+                    lost = False
+                elif lost:
                     logger.warning("Redis connection lost (%r); reconnecting in %.1fs",
                                    exc, backoff)
             finally:
@@ -160,11 +168,14 @@ async def check(config: Config) -> int:
             live = await workers.live_workers(pool)
         finally:
             await pool.aclose(close_connection_pool=True)
+    except RedisRefused as exc:
+        print(f"unhealthy: {exc}")
+        return 1
     except REDIS_ERRORS as exc:
         print(f"unhealthy: Redis unreachable ({exc})")
         return 1
     if not live:
-        print(f"unhealthy: no worker has beaten in {workers.LIVE_WITHIN:.0f}s")
+        print(f"unhealthy: no worker has beaten in {config.worker_live_within:g}s")
         return 1
     for info in live:
         print(f"healthy: worker {info.worker_id} running {len(info.running)} jobs")
@@ -215,8 +226,9 @@ def main(argv: list[str] | None = None) -> int:
     # alone adds about 3 MB of resident memory, and the worker is judged on memory per job
     # in flight far more than on CPU (see README, Performance).
     limit_malloc_arenas()
-    asyncio.run(_serve(Runner(config), early))
-    return 0
+    runner = Runner(config)
+    asyncio.run(_serve(runner, early))
+    return 0 if runner.refused is None else 1
 
 
 async def _serve(runner: Runner, early: list[signal.Signals]) -> None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
@@ -29,7 +28,7 @@ from redis.exceptions import RedisError
 
 from snippet_service import workers
 from snippet_service.config import Config, ConfigError
-from snippet_service.db import database_ctx
+from snippet_service.db import database_ctx, transient_errors
 from snippet_service.queue import EXPIRE_JOB, HIGHLIGHT_JOB, deserialize, redis_settings, serialize
 from snippet_service.stats import JobCounter
 from tasks.client import HighlighterRejected, HighlighterUnavailable, client_session
@@ -70,9 +69,10 @@ def highlight_policy(config: Config) -> RetryPolicy:
 
 
 def expire_policy(config: Config) -> RetryPolicy:
-    """The delete of an expiring snippet retries while SQLite is busy or failing."""
+    """The delete of an expiring snippet retries while the database is busy, restarting
+    or out of reach."""
     return RetryPolicy(retry=5, timeout=config.job_timeout,
-                       retry_on=(sqlite3.OperationalError,))
+                       retry_on=transient_errors(config))
 
 
 def functions(config: Config) -> list[Function]:
@@ -173,12 +173,13 @@ async def startup(ctx: dict[str, Any]) -> None:
             client_session(limit=config.worker_max_jobs))
         ctx["stats"] = JobCounter()
         ctx["running"] = {}
-        info = workers.new_worker_info(config.worker_max_jobs, config.queue_name)
+        info = workers.new_worker_info(config.worker_max_jobs, config.queue_name,
+                                       config.host_name, config.worker_live_within)
         stack.push_async_callback(_last_words, ctx, info)
         # Tasks of this process, not cron jobs: a cron job runs on whichever worker claims
         # it, and each process must beat for itself and flush its own counts.
         for task in (
-            asyncio.create_task(_repeat(workers.HEARTBEAT_SECONDS, _beat(ctx, info), "heartbeat")),
+            asyncio.create_task(_repeat(info.beat_seconds, _beat(ctx, info), "heartbeat")),
             asyncio.create_task(_repeat(STATS_FLUSH_SECONDS,
                                         lambda: ctx["stats"].flush(ctx["redis"]), "stats flush")),
         ):

@@ -12,7 +12,6 @@ import fcntl
 import itertools
 import os
 import shutil
-import sqlite3
 from collections.abc import AsyncIterator, Generator, Iterator
 from pathlib import Path
 from typing import Protocol
@@ -22,6 +21,8 @@ import pytest
 import redis
 from playwright.async_api import Browser, async_playwright
 
+from tests.databases import row_count
+from tests.postgres import PrivatePostgres
 from tests.servers import Process, Stack, base_env, python_server, start_private_valkey
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -45,6 +46,43 @@ def valkey(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     yield f"redis://127.0.0.1:{port}"
     process.terminate()
     process.wait(10)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PrivatePostgres]:
+    """A private PostgreSQL for this test process (started on first use); its
+    ``create_database()`` gives the URL of a new, empty database."""
+    server = PrivatePostgres()
+    yield server
+    server.stop()
+
+
+BACKENDS = ("sqlite", "postgres")
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """Runs the test once on SQLite and once on PostgreSQL (ids ``[sqlite]``,
+    ``[postgres]``): the stacks ``make_stack`` starts for it and ``db_env`` use that
+    backend. A module runs all its tests on both with
+    ``pytestmark = pytest.mark.usefixtures("backend")``."""
+    return str(request.param)
+
+
+def _database_url(request: pytest.FixtureRequest) -> str | None:
+    """A new PostgreSQL database when the test runs on the ``postgres`` backend."""
+    if "backend" not in request.fixturenames or request.getfixturevalue("backend") != "postgres":
+        return None
+    server: PrivatePostgres = request.getfixturevalue("postgres")
+    return server.create_database()
+
+
+@pytest.fixture
+def db_env(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
+    """The environment naming a new, empty database of the test's backend: SNIPPETS_DB
+    (a file in tmp_path), or with the ``backend`` fixture's ``postgres``, DATABASE_URL."""
+    url = _database_url(request)
+    return {"DATABASE_URL": url} if url else {"SNIPPETS_DB": str(tmp_path / "snippets.db")}
 
 
 def fresh_redis_url(valkey: str) -> str:
@@ -75,22 +113,26 @@ def make_stack(valkey: str, tmp_path_factory: pytest.TempPathFactory,
                _shared_stacks: dict[tuple[object, ...], Stack],
                request: pytest.FixtureRequest) -> Iterator[MakeStack]:
     """``make_stack(**env)``: our highlighter (or ``highlighter_url``), a worker and the web
-    app with a temporary SQLite file and a Valkey database of their own (or ``redis_url``),
-    with ``env`` on top of the defaults. The stack is stopped after the test; with
+    app with a temporary SQLite file (a new PostgreSQL database when the test uses the
+    ``backend`` fixture's ``postgres``) and a Valkey database of their own (or
+    ``redis_url``), with ``env`` on top of the defaults. The stack is stopped after the test; with
     ``shared=True`` it is the one stack of this module with those settings, started on first
     use and stopped after the module. A failing test shows the logs of every stack it used.
     """
     used = request.node.stash.setdefault(STACKS, [])
     own: list[Stack] = []
+    backend = request.getfixturevalue("backend") if "backend" in request.fixturenames \
+        else "sqlite"
 
     def make(*, highlighter_url: str | None = None, redis_url: str | None = None,
              shared: bool = False, **env: str) -> Stack:
-        key = (highlighter_url, redis_url, tuple(sorted(env.items())))
+        key = (highlighter_url, redis_url, backend, tuple(sorted(env.items())))
         if shared and key in _shared_stacks:
             stack = _shared_stacks[key]
         else:
             stack = Stack(redis_url or fresh_redis_url(valkey),
-                          tmp_path_factory.mktemp("stack"), highlighter_url, **env)
+                          tmp_path_factory.mktemp("stack"), highlighter_url,
+                          _database_url(request), **env)
             if shared:
                 _shared_stacks[key] = stack
             else:
@@ -139,11 +181,6 @@ def fake_stack(make_stack: MakeStack, fake_highlighter: str) -> Stack:
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
         yield session
-
-
-def row_count(db_path: Path) -> int:
-    with sqlite3.connect(db_path) as conn:
-        return int(conn.execute("SELECT count(*) FROM snippets").fetchone()[0])
 
 
 def queued_jobs(redis_url: str) -> int:

@@ -17,6 +17,7 @@ from pathlib import Path
 import psutil
 
 from snippet_service.valkey import ValkeyStartError, free_port, start_valkey
+from tests.databases import PostgresDatabase, SqliteFile, TestDatabase
 from tests.helpers import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -128,14 +129,17 @@ def python_server(name: str, args: list[str], env: Mapping[str, str], log_dir: P
 
 def base_env(**values: str) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if key not in (
-        "REDIS_URL", "HIGHLIGHTER_URL", "PORT", "HIGHLIGHTER_PORT", "SNIPPETS_DB")}
+        "REDIS_URL", "HIGHLIGHTER_URL", "PORT", "HIGHLIGHTER_PORT", "SNIPPETS_DB",
+        "DATABASE_URL")}
     env["PYTHONUNBUFFERED"] = "1"
     env.update(values)
     return env
 
 
 class Stack:
-    """The highlighter (ours unless a URL is given), a worker and the web app on free ports.
+    """The highlighter (ours unless a URL is given), a worker and the web app on free ports,
+    on a SQLite file of their own or, with ``database_url``, that PostgreSQL database
+    (``database``: the test's own access to it).
 
     The suite creates hundreds of snippets a minute from 127.0.0.1, so the creation rate
     limits (snippets and bytes a minute, bytes a day) are off unless a test passes its own.
@@ -144,12 +148,15 @@ class Stack:
     """
 
     def __init__(self, redis_url: str, work_dir: Path, highlighter_url: str | None = None,
-                 **extra_env: str) -> None:
+                 database_url: str | None = None, **extra_env: str) -> None:
         self.work_dir = work_dir
         self.db_path = work_dir / "snippets.db"
+        self.database: TestDatabase = (PostgresDatabase(database_url) if database_url
+                                       else SqliteFile(self.db_path))
         self.redis_url = redis_url
         self.processes: list[Process] = []
-        env = base_env(REDIS_URL=redis_url, SNIPPETS_DB=str(self.db_path),
+        where = {"DATABASE_URL": database_url} if database_url else {}
+        env = base_env(REDIS_URL=redis_url, SNIPPETS_DB=str(self.db_path), **where,
                        **{"RATE_LIMIT_PER_MINUTE": "0", "RATE_LIMIT_BYTES_PER_MINUTE": "0",
                           "DAILY_BYTES_PER_CLIENT": "0", **extra_env})
         try:

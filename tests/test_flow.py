@@ -1,13 +1,17 @@
-"""A snippet from the form through a real worker to the highlighted page and API."""
+"""A snippet from the form through a real worker to the highlighted page and API, on each
+backend."""
 
 from __future__ import annotations
 
 import json
 
 import aiohttp
+import pytest
 
 from tests.helpers import create_via_api, create_via_form, wait_for_snippet
 from tests.servers import Stack
+
+pytestmark = pytest.mark.usefixtures("backend")  # on SQLite and on PostgreSQL
 
 CODE = 'def greet(name):\n    return f"hello {name}" # <b>not bold</b>\n'
 

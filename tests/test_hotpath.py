@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import sqlite3
 import time
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import aiohttp
 import pytest
@@ -20,6 +18,7 @@ from arq.jobs import Job, JobStatus
 from snippet_service.config import Config
 from snippet_service.queue import highlight_job_id, open_pool
 from tests.conftest import MakeStack
+from tests.databases import statuses, writes_per_snippet
 from tests.helpers import create_via_api, until, wait_for_snippet
 from tests.servers import Stack
 from tests.test_recovery import Valkey, count_highlight_writes, own_valkey, wait_for_calls
@@ -39,20 +38,6 @@ async def create_many(http: aiohttp.ClientSession, base_url: str, language: str,
     return ids
 
 
-def statuses(db_path: Path) -> dict[str, int]:
-    with sqlite3.connect(db_path, timeout=10) as conn:
-        rows = conn.execute("SELECT status, count(*) FROM snippets GROUP BY status").fetchall()
-    return {str(status): int(count) for status, count in rows}
-
-
-def writes_per_snippet(db_path: Path) -> dict[int, int]:
-    """How many times each snippet's highlighted code was written (count_highlight_writes)."""
-    with sqlite3.connect(db_path, timeout=10) as conn:
-        rows = conn.execute("SELECT s.id, count(w.snippet_id) FROM snippets s LEFT JOIN"
-                            " highlight_writes w ON w.snippet_id = s.id GROUP BY s.id")
-        return {int(snippet_id): int(count) for snippet_id, count in rows}
-
-
 async def upstream_counts(http: aiohttp.ClientSession, upstream: str,
                           prefix: str) -> dict[str, int]:
     async with http.get(upstream + "counts", params={"prefix": prefix}) as response:
@@ -70,40 +55,41 @@ async def start_mid_batch(stack: Stack, http: aiohttp.ClientSession, tag: str, c
                           done: int) -> list[int]:
     """Create ``count`` slow snippets and wait until ``done`` of them are highlighted: the
     worker is then in the middle of its batches (some written, most still running)."""
-    count_highlight_writes(stack.db_path)
+    count_highlight_writes(stack.database)
     ids = await create_many(http, stack.url, "slow", spread_codes(tag, count))
-    await until(lambda: statuses(stack.db_path).get("highlighted", 0) >= done, 30,
+    await until(lambda: statuses(stack.database).get("highlighted", 0) >= done, 30,
                 "nothing was highlighted", interval=0.1)
     return ids
 
 
 async def all_written_once(stack: Stack, count: int, message: str) -> None:
     """Wait until nothing is pending; then every snippet is highlighted, written once."""
-    await until(lambda: statuses(stack.db_path).get("pending", 0) == 0, 120, message,
+    await until(lambda: statuses(stack.database).get("pending", 0) == 0, 120, message,
                 interval=0.1)
-    assert statuses(stack.db_path) == {"highlighted": count}, stack.logs()
-    writes = writes_per_snippet(stack.db_path)
+    assert statuses(stack.database) == {"highlighted": count}, stack.logs()
+    writes = writes_per_snippet(stack.database)
     assert len(writes) == count
     assert set(writes.values()) == {1}  # every revision written exactly once
 
 
 @pytest.mark.timeout(240)
+@pytest.mark.usefixtures("backend")  # on SQLite and on PostgreSQL
 async def test_two_workers_share_5000_jobs_and_each_runs_once(
         make_stack: MakeStack, flaky_highlighter: str, http: aiohttp.ClientSession) -> None:
     stack = make_stack(highlighter_url=flaky_highlighter, WORKER_MAX_JOBS="300")
-    count_highlight_writes(stack.db_path)
+    count_highlight_writes(stack.database)
     first = stack.worker
     second = stack.start_worker()
     tag = uuid.uuid4().hex
     codes = [f"{tag}-{n}" for n in range(5000)]
     await create_many(http, stack.url, "python", codes)
-    await until(lambda: statuses(stack.db_path).get("pending", 0) == 0, 150,
+    await until(lambda: statuses(stack.database).get("pending", 0) == 0, 150,
                 "jobs were still pending", interval=0.1)
-    assert statuses(stack.db_path) == {"highlighted": 5000}
+    assert statuses(stack.database) == {"highlighted": 5000}
     counts = await upstream_counts(http, flaky_highlighter, tag)
     assert len(counts) == 5000
     assert set(counts.values()) == {1}  # no job ran twice, in one worker or across both
-    assert set(writes_per_snippet(stack.db_path).values()) == {1}
+    assert set(writes_per_snippet(stack.database).values()) == {1}
     assert first is not None
     for worker in (first, second):
         worker.stop()
@@ -111,6 +97,7 @@ async def test_two_workers_share_5000_jobs_and_each_runs_once(
 
 
 @pytest.mark.timeout(240)
+@pytest.mark.usefixtures("backend")
 async def test_sigkill_with_1000_in_flight_mid_batch_loses_nothing(
         make_stack: MakeStack, flaky_highlighter: str, http: aiohttp.ClientSession) -> None:
     # JOB_TIMEOUT=3: arq's in-progress keys of the killed worker's jobs expire after 18 s.
@@ -120,7 +107,7 @@ async def test_sigkill_with_1000_in_flight_mid_batch_loses_nothing(
     await start_mid_batch(stack, http, tag, 1000, done=50)
     assert stack.worker is not None
     stack.worker.stop(signal.SIGKILL)
-    done_at_kill = statuses(stack.db_path).get("highlighted", 0)
+    done_at_kill = statuses(stack.database).get("highlighted", 0)
     assert done_at_kill < 1000, "the kill came too late to land in the middle"
     stack.start_worker()
     await all_written_once(stack, 1000, "jobs of the killed worker never ran again")
@@ -136,7 +123,7 @@ async def test_valkey_restarted_mid_batch_loses_nothing(
                        WORKER_MAX_JOBS="500", RECONCILE_INTERVAL="1", RECONCILE_AFTER="1")
     await start_mid_batch(stack, http, uuid.uuid4().hex, 500, done=25)
     own_valkey.kill()
-    assert statuses(stack.db_path).get("pending", 0) > 0
+    assert statuses(stack.database).get("pending", 0) > 0
     await asyncio.sleep(0.5)  # the outage under test: half a second without Valkey
     own_valkey.start()  # empty: every queued and running job is gone from Redis
     await all_written_once(stack, 500, "snippets were lost with the queue")

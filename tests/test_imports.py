@@ -83,7 +83,8 @@ def files(*patterns: str) -> list[Path]:
 
 
 CORE = files("snippet_service/*.py")
-DATA_LAYER = files("snippet_service/db.py", "snippet_service/sqlite.py", "snippet_service/bulk.py")
+DATA_LAYER = files("snippet_service/db.py", "snippet_service/sqlite.py", "snippet_service/bulk.py",
+                   "snippet_service/backend.py", "snippet_service/postgres.py")
 DATA_LAYER_MODULES = {module_name(path) for path in DATA_LAYER}
 HIGHLIGHTER = files("snippet_service/highlighter.py", "snippet_service/renderpool.py")
 HIGHLIGHTER_MODULES = {module_name(path) for path in HIGHLIGHTER}

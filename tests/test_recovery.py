@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import pickle
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ import redis
 
 from snippet_service.valkey import start_valkey
 from tests.conftest import MakeStack
+from tests.databases import count_highlight_writes, highlight_writes
 from tests.helpers import create_via_api, create_via_form, until, wait_for_snippet
 from tests.servers import ROOT, Stack, start_private_valkey
 
@@ -52,24 +52,6 @@ def own_valkey(tmp_path: Path) -> Iterator[Valkey]:
         server.kill()
 
 
-def count_highlight_writes(db_path: Path) -> None:
-    """A trigger in the test's own database that counts writes of highlighted code."""
-    with sqlite3.connect(db_path) as conn:
-        conn.executescript("""
-            CREATE TABLE IF NOT EXISTS highlight_writes (snippet_id INTEGER);
-            CREATE TRIGGER IF NOT EXISTS count_writes AFTER UPDATE OF highlighted_code
-            ON snippets WHEN NEW.highlighted_code IS NOT NULL
-            BEGIN INSERT INTO highlight_writes VALUES (NEW.id); END;
-        """)
-
-
-def highlight_writes(db_path: Path, snippet_id: int) -> int:
-    with sqlite3.connect(db_path) as conn:
-        row = conn.execute("SELECT count(*) FROM highlight_writes WHERE snippet_id = ?",
-                           (snippet_id,)).fetchone()
-    return int(row[0])
-
-
 async def upstream_calls(http: aiohttp.ClientSession, upstream: str, code: str) -> int:
     async with http.get(upstream + "log", params={"code": code}) as response:
         return len(await response.json())
@@ -84,10 +66,11 @@ async def wait_for_calls(http: aiohttp.ClientSession, upstream: str, code: str, 
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.usefixtures("backend")  # on SQLite and on PostgreSQL
 async def test_sigkilled_worker_job_runs_again_and_writes_once(
         make_stack: MakeStack, flaky_highlighter: str, http: aiohttp.ClientSession) -> None:
     stack = make_stack(highlighter_url=flaky_highlighter)
-    count_highlight_writes(stack.db_path)
+    count_highlight_writes(stack.database)
     code = f"sleep=2 # {uuid.uuid4().hex}"
     created = await create_via_api(http, stack.url, "slow", code)
     await wait_for_calls(http, flaky_highlighter, code, 1)
@@ -98,7 +81,7 @@ async def test_sigkilled_worker_job_runs_again_and_writes_once(
     body = await wait_for_snippet(http, stack.url, created["id"], timeout=40)
     assert body["status"] == "highlighted"
     assert time.monotonic() - killed_at < 30 + 2  # the rerun starts within 30 s
-    assert highlight_writes(stack.db_path, created["id"]) == 1
+    assert highlight_writes(stack.database, created["id"]) == 1
     assert await upstream_calls(http, flaky_highlighter, code) == 2
 
 
@@ -134,6 +117,7 @@ async def test_sigterm_grace(make_stack: MakeStack, flaky_highlighter: str,
 
 
 @pytest.mark.timeout(180)
+@pytest.mark.usefixtures("backend")
 async def test_valkey_restarted_empty_loses_no_snippet(
         make_stack: MakeStack, own_valkey: Valkey, http: aiohttp.ClientSession) -> None:
     stack = make_stack(redis_url=own_valkey.url, RECONCILE_INTERVAL="1", RECONCILE_AFTER="1")
@@ -165,6 +149,7 @@ async def test_valkey_restarted_empty_loses_no_snippet(
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.usefixtures("backend")
 async def test_worker_and_web_ride_out_a_valkey_outage(
         make_stack: MakeStack, own_valkey: Valkey, http: aiohttp.ClientSession) -> None:
     stack = make_stack(redis_url=own_valkey.url, RECONCILE_INTERVAL="1", RECONCILE_AFTER="1")
@@ -194,7 +179,7 @@ def check_worker(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.timeout(120)
 async def test_health_turns_unhealthy_when_the_last_worker_dies(
-        make_stack: MakeStack, http: aiohttp.ClientSession) -> None:
+        make_stack: MakeStack, http: aiohttp.ClientSession, backend: str) -> None:
     stack = make_stack()
 
     async def healthy() -> bool:
@@ -204,7 +189,8 @@ async def test_health_turns_unhealthy_when_the_last_worker_dies(
     async with http.get(f"{stack.url}/healthz") as response:
         body = await response.json()
     assert response.status == 200, body
-    assert body["checks"] == {"sqlite": "ok", "redis": "ok", "workers": 1}
+    database = "postgresql" if backend == "postgres" else "sqlite"  # named by its backend
+    assert body["checks"] == {database: "ok", "redis": "ok", "workers": 1}
 
     assert stack.worker is not None
     stack.worker.stop(signal.SIGKILL)

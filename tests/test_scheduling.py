@@ -1,22 +1,25 @@
-"""Deferred highlights (`perform_in`), expiring snippets, and re-highlighting."""
+"""Deferred highlights (`perform_in`), expiring snippets, and re-highlighting, on each
+backend."""
 
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 
 import aiohttp
 import pytest
 import redis
 
+from snippet_service import db
 from snippet_service.config import Config
-from snippet_service.db import Database
 from snippet_service.queue import open_pool
 from snippet_service.web.dashboard.actions import delete_job
+from tests.databases import stored_time
 from tests.helpers import create_via_api, until, wait_for_snippet
 from tests.servers import Stack
+
+pytestmark = pytest.mark.usefixtures("backend")  # on SQLite and on PostgreSQL
 
 
 async def test_deferred_highlight_runs_no_earlier_than_asked(
@@ -60,9 +63,8 @@ async def test_expiring_snippet_is_deleted_by_its_deferred_job(
     finally:
         client.close()
     def deleted() -> bool:
-        with sqlite3.connect(stack.db_path) as conn:
-            return conn.execute("SELECT 1 FROM snippets WHERE id = ?",
-                                (created["id"],)).fetchone() is None
+        return not stack.database.query("SELECT 1 FROM snippets WHERE id = ?",
+                                        (created["id"],))
 
     await until(deleted, 10, "the expiry job did not delete the snippet")
     async with http.get(f"{stack.url}/snippets/{created['id']}") as response:
@@ -72,9 +74,9 @@ async def test_expiring_snippet_is_deleted_by_its_deferred_job(
 async def test_expired_snippet_is_404_even_if_its_job_was_lost(
         stack: Stack, http: aiohttp.ClientSession) -> None:
     created = await create_via_api(http, stack.url, "python", "old = 1")
-    with sqlite3.connect(stack.db_path) as conn:
-        conn.execute("UPDATE snippets SET expires_at = '2000-01-01T00:00:00.000Z' WHERE id = ?",
-                     (created["id"],))
+    past = stored_time(stack.database, datetime(2000, 1, 1, tzinfo=UTC))
+    stack.database.query("UPDATE snippets SET expires_at = ? WHERE id = ?",
+                         (past, created["id"]))
     for path in (f"/snippets/{created['id']}", f"/snippets/{created['id']}/raw",
                  f"/api/snippets/{created['id']}"):
         async with http.get(stack.url + path) as response:
@@ -131,9 +133,9 @@ async def test_deleting_a_deferred_highlight_fails_its_snippet(
     async with http.post(f"{stack.url}/api/snippets", json={
             "language": "python", "code": "never = 1", "highlight_in": 3600}) as response:
         created = await response.json()
-    config = Config.from_env({"REDIS_URL": stack.redis_url, "SNIPPETS_DB": str(stack.db_path)})
+    config = Config.from_env({**stack.env, "DB_POOL_SIZE": "1"})
     pool = await open_pool(config)
-    database = Database(config.db_path, 1)
+    database = db.connect(config)
     await database.open()
     try:
         job_id = f"highlight:{created['id']}:1"

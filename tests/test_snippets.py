@@ -1,5 +1,6 @@
-"""The snippet's life (snippet_service.snippets) against a real SQLite file and a real Valkey,
-and the data layer's times: aware UTC datetimes in, the same stored text and API text out."""
+"""The snippet's life (snippet_service.snippets) against a real database (SQLite and
+PostgreSQL) and a real Valkey, and the data layer's times: aware UTC datetimes in, the same
+stored text (SQLite) or timestamptz (PostgreSQL) and API text out."""
 
 from __future__ import annotations
 
@@ -18,13 +19,16 @@ from arq.connections import ArqRedis
 from arq.constants import job_key_prefix
 from redis.asyncio.client import PubSub
 
-from snippet_service import bulk, db, snippets
-from snippet_service.config import Config
+from snippet_service import bulk, db, snippets, sqlite
+from snippet_service import postgres as pg
+from snippet_service.config import Config, ConfigError
 from snippet_service.queue import DONE_CHANNEL, EXPIRE_JOB, HIGHLIGHT_JOB, open_pool
 from snippet_service.valkey import free_port
 from snippet_service.web.api import json_time
+from tests import databases
 from tests.conftest import fresh_redis_url
 from tests.helpers import until
+from tests.postgres import PrivatePostgres, query
 
 STORED_TIME = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
 
@@ -59,9 +63,9 @@ class World:
 
 
 @pytest.fixture
-async def world(valkey: str, tmp_path: Path) -> AsyncIterator[World]:
-    config = Config.from_env({"REDIS_URL": fresh_redis_url(valkey),
-                              "SNIPPETS_DB": str(tmp_path / "snippets.db")})
+async def world(valkey: str, backend: str, db_env: dict[str, str]) -> AsyncIterator[World]:
+    """A database of the test's backend (SQLite, then PostgreSQL) and a Valkey database."""
+    config = Config.from_env({"REDIS_URL": fresh_redis_url(valkey), **db_env})
     async with db.database_ctx(config) as database:
         redis = await open_pool(config)
         done = redis.pubsub()
@@ -82,16 +86,18 @@ def assert_aware_utc(*moments: datetime | None) -> None:
         assert moment.microsecond % 1000 == 0  # what the stored text keeps
 
 
-def stored_times(path: Path, snippet_id: int) -> dict[str, str | None]:
-    with sqlite3.connect(path) as conn:
-        conn.row_factory = sqlite3.Row
-        row = conn.execute("SELECT created_at, updated_at, highlight_at, expires_at, queued_at"
-                           " FROM snippets WHERE id = ?", (snippet_id,)).fetchone()
-    return dict(row)
+TIME_COLUMNS = ("created_at", "updated_at", "highlight_at", "expires_at", "queued_at")
 
 
-async def test_snippet_times_are_aware_datetimes_and_round_trip(tmp_path: Path) -> None:
-    database = db.Database(tmp_path / "times.db", 2)
+def stored_times(stored: databases.TestDatabase, snippet_id: int) -> dict[str, object]:
+    (row,) = stored.query(f"SELECT {', '.join(TIME_COLUMNS)} FROM snippets WHERE id = ?",
+                          (snippet_id,))
+    return dict(zip(TIME_COLUMNS, row, strict=True))
+
+
+async def test_snippet_times_are_aware_datetimes_and_round_trip(
+        backend: str, db_env: dict[str, str]) -> None:
+    database = db.connect(Config.from_env(db_env))
     await database.open()
     try:
         before = datetime.now(UTC) - timedelta(milliseconds=1)
@@ -120,15 +126,18 @@ async def test_snippet_times_are_aware_datetimes_and_round_trip(tmp_path: Path) 
         assert stale == [again, two, three]
     finally:
         await database.close()
+    stored = stored_times(databases.from_env(db_env), one.id)
+    if backend == "postgres":  # timestamptz: the same instants
+        assert stored == {column: getattr(again, column) for column in TIME_COLUMNS}
+        return
     # stored as before: ISO 8601 UTC text with milliseconds and "Z" (the index sorts it)
-    text = stored_times(database.path, one.id)
-    for value in text.values():
-        assert value is None or re.fullmatch(STORED_TIME, value), value
-    assert db.parse_timestamp(str(text["expires_at"])) == one.expires_at
+    for value in stored.values():
+        assert value is None or re.fullmatch(STORED_TIME, str(value)), value
+    assert db.parse_timestamp(str(stored["expires_at"])) == one.expires_at
 
 
 async def test_rows_written_elsewhere_read_back_as_datetimes(tmp_path: Path) -> None:
-    database = db.Database(tmp_path / "old.db", 1)
+    database = sqlite.Database(tmp_path / "old.db", 1)
     await database.open()
     try:
         with sqlite3.connect(database.path) as conn:  # a row as an older version stored it
@@ -268,3 +277,30 @@ async def test_delete_and_expire_remove_snippets(world: World) -> None:
     assert await snippets.expire_overdue(world.database) == 0
     assert await db.count_snippets(world.database) == 1
     assert (await db.get_snippet(world.database, kept.id)).plain_code == "kept"
+
+
+# --- PostgreSQL ------------------------------------------------------------------------
+
+async def test_processes_starting_together_migrate_once(postgres: PrivatePostgres) -> None:
+    """Migrations run under an advisory lock: processes opening a new database at once
+    take turns, and each migration is applied once."""
+    url = postgres.create_database()
+    opened = [pg.Database(url, 1) for _ in range(4)]
+    try:
+        await asyncio.gather(*(database.open() for database in opened))
+        await db.create_snippet(opened[0], "python", "ok")
+        assert await db.count_snippets(opened[-1]) == 1
+    finally:
+        await asyncio.gather(*(database.close() for database in opened))
+    versions = query(url, "SELECT version FROM schema_version ORDER BY version")
+    assert versions == [(n,) for n in range(1, len(pg.MIGRATIONS) + 1)]
+
+
+def test_database_url_is_checked_and_its_password_never_shown() -> None:
+    config = Config.from_env({"DATABASE_URL": "postgres://app:s3cret@db.example:5432/snippets"})
+    assert db.connect(config).name == "postgresql"
+    assert "s3cret" not in repr(config) and "s3cret" not in repr(db.connect(config))
+    assert db.connect(Config.from_env({})).name == "sqlite"
+    with pytest.raises(ConfigError, match="DATABASE_URL") as raised:
+        Config.from_env({"DATABASE_URL": "mysql://app:s3cret@db.example/snippets"})
+    assert "s3cret" not in str(raised.value)

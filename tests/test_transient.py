@@ -55,6 +55,17 @@ def test_the_expire_job_retries_a_busy_database_only() -> None:
     assert not policy.is_transient(HighlighterUnavailable("not this job's business"))
 
 
+def test_on_postgresql_the_expire_job_retries_an_unreachable_database_only() -> None:
+    import asyncpg
+
+    policy = expire_policy(Config(database_url="postgresql://app@db.example/snippets"))
+    assert policy.is_transient(asyncpg.ConnectionDoesNotExistError("connection was closed"))
+    assert policy.is_transient(asyncpg.CannotConnectNowError("the database is starting up"))
+    assert policy.is_transient(asyncpg.DeadlockDetectedError("deadlock detected"))
+    assert not policy.is_transient(asyncpg.UniqueViolationError("duplicate key"))
+    assert not policy.is_transient(sqlite3.OperationalError("not this backend's"))
+
+
 @pytest.fixture
 async def redis(valkey: str) -> AsyncIterator[ArqRedis]:
     pool = await open_pool(Config(redis_url=fresh_redis_url(valkey)))

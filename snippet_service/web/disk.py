@@ -1,5 +1,6 @@
 """Free space on the SQLite file's filesystem: creation stops (507) and ``/healthz`` turns
-unhealthy (503) while it is below MIN_FREE_DISK_MB."""
+unhealthy (503) while it is below MIN_FREE_DISK_MB. With DATABASE_URL (PostgreSQL, on a
+disk of its own) there is no local database file, and no check."""
 
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ def disk_low(config: Config) -> bool:
     """Whether free space is below MIN_FREE_DISK_MB (never when the check is off or the
     filesystem cannot be asked). The filesystem is asked at most once a second: creation
     checks this on every request."""
-    if not config.min_free_disk_mb:
+    if not config.min_free_disk_mb or config.database_url:
         return False
     now = time.monotonic()
     checked_at, low = _last_check.get(config.db_path, (-CHECK_EVERY_SECONDS, False))

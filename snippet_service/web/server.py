@@ -18,6 +18,7 @@ from aiohttp import web
 
 from snippet_service.config import Config, ConfigError
 from snippet_service.logs import setup_logging
+from snippet_service.queue import RedisRefused
 from snippet_service.web.app import create_app
 from snippet_service.web.middlewares import (
     RequestIdAccessLogger,
@@ -41,8 +42,8 @@ async def serve(config: Config) -> None:
     runner = web.AppRunner(create_app(config), access_log=access_log,
                            access_log_class=RequestIdAccessLogger,
                            shutdown_timeout=SHUTDOWN_SECONDS)
-    await runner.setup()
     try:
+        await runner.setup()  # a failed start still closes what it had opened
         await web.TCPSite(runner, config.host, config.port).start()
         logger.info("web app listening on http://%s:%d/", config.host, config.port)
         await stop.wait()
@@ -61,7 +62,10 @@ def main() -> None:
         config = Config.from_env()
     except ConfigError as exc:
         raise SystemExit(f"configuration error: {exc}") from None
-    uvloop.run(serve(config))
+    try:
+        uvloop.run(serve(config))
+    except RedisRefused as exc:  # a wrong password, an untrusted certificate
+        raise SystemExit(f"cannot start: {exc}") from None
 
 
 if __name__ == "__main__":
