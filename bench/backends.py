@@ -94,18 +94,20 @@ async def progress(env: Mapping[str, str]) -> tuple[dict[str, int], float]:
 
 
 def server_cpu(server: PrivatePostgres) -> float:
-    """CPU seconds of the PostgreSQL server's whole process tree so far."""
+    """CPU seconds of the PostgreSQL server so far: the postmaster's own, its children's
+    that ended (a backend ends with its connection), and its live children's."""
+    assert server.process is not None
     try:
-        assert server.process is not None
         root = psutil.Process(server.process.pid)
-        total = 0.0
-        for proc in [root, *root.children(recursive=True)]:
+        own = root.cpu_times()
+        total = own.user + own.system + own.children_user + own.children_system
+        for proc in root.children(recursive=True):
             try:
                 times_ = proc.cpu_times()
                 total += times_.user + times_.system
-            except psutil.NoSuchProcess:
+            except psutil.NoSuchProcess:  # ended: counted in children_* from now on
                 continue
-        return total
+        return float(total)
     except psutil.NoSuchProcess:
         return 0.0
 

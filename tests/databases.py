@@ -109,7 +109,7 @@ def writes_per_snippet(database: TestDatabase) -> dict[int, int]:
 def transaction_open(database: TestDatabase) -> bool:
     """Whether a connection holds a transaction open: on SQLite, another connection cannot
     take the write lock at once; on PostgreSQL, a session of the app is idle in one."""
-    if database.backend == "sqlite":
+    if isinstance(database, SqliteFile):
         conn = sqlite3.connect(database.path, timeout=0.5, isolation_level=None)
         try:
             conn.execute("BEGIN IMMEDIATE")
