@@ -62,6 +62,13 @@ def _int_between(low: int, high: int) -> Callable[[str], int]:
     return parse
 
 
+def _fraction(raw: str) -> float:
+    value = float(raw)
+    if not 0 <= value <= 1:
+        raise ValueError("must be from 0 to 1")
+    return value
+
+
 def _flag(raw: str) -> bool:
     value = raw.strip().lower()
     if value in ("1", "true", "yes", "on"):
@@ -193,6 +200,14 @@ class Config:
     # Several hosts (README, "Running on several machines").
     host_name: str = field(default_factory=socket.gethostname)
     worker_live_within: float = 30.0
+    # History (README, "Jobs dashboard"): finished jobs listed for this long, at most this many.
+    finished_jobs_window: float = 3600.0
+    finished_jobs_max: int = 100_000
+    # The highlighter's circuit breaker (README, "Jobs dashboard"); 0 turns a rule off.
+    breaker_failures: int = 5
+    breaker_error_rate: float = 0.5
+    breaker_window: float = 30.0
+    breaker_min_calls: int = 20
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
@@ -267,4 +282,15 @@ class Config:
             host_name=_read(env, "HOSTNAME", str.strip, "") or socket.gethostname(),
             worker_live_within=_read(env, "WORKER_LIVE_WITHIN", _seconds(1, 3600),
                                      cls.worker_live_within),
+            finished_jobs_window=_read(env, "FINISHED_JOBS_WINDOW", _seconds(0, 7 * 86400),
+                                       cls.finished_jobs_window),
+            finished_jobs_max=_read(env, "FINISHED_JOBS_MAX", _non_negative_int,
+                                    cls.finished_jobs_max),
+            breaker_failures=_read(env, "BREAKER_FAILURES", _non_negative_int,
+                                   cls.breaker_failures),
+            breaker_error_rate=_read(env, "BREAKER_ERROR_RATE", _fraction,
+                                     cls.breaker_error_rate),
+            breaker_window=_read(env, "BREAKER_WINDOW", _seconds(1, 3600), cls.breaker_window),
+            breaker_min_calls=_read(env, "BREAKER_MIN_CALLS", _positive_int,
+                                    cls.breaker_min_calls),
         )

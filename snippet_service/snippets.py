@@ -33,6 +33,9 @@ from snippet_service.queue import (
 logger = logging.getLogger("snippet_service.snippets")
 
 REDIS_ERRORS = (TimeoutError, RedisError, OSError)
+# Jobs an operator stopped (job id -> when): their snippets stay pending, and the reconciler
+# leaves them alone until the job is re-queued (see jobops.stop_job).
+STOPPED_JOBS = "snippets:stopped"
 
 
 class Intake:
@@ -124,14 +127,16 @@ async def expire_overdue(database: db.Database) -> int:
 async def requeue_lost(database: db.Database, redis: ArqRedis, older_than: float) -> int:
     """Enqueue again the highlight job of each snippet pending for ``older_than`` seconds
     whose job is not in Redis (an enqueue that failed, Redis flushed or restarted empty),
-    deferred ones still no earlier than asked; returns how many."""
+    deferred ones still no earlier than asked; returns how many. A job an operator stopped
+    (:data:`STOPPED_JOBS`) is left alone."""
     now = db.utcnow()
     checked: list[int] = []
     requeued = 0
     for snippet in await db.stale_pending(database, older_than):
         checked.append(snippet.id)
         job_id = highlight_job_id(snippet.id, snippet.revision)
-        if await job_is_live(redis, job_id):
+        if (await job_is_live(redis, job_id)
+                or await redis.zscore(STOPPED_JOBS, job_id) is not None):
             continue
         run_at = snippet.highlight_at
         await clear_result(redis, job_id)

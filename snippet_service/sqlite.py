@@ -70,17 +70,30 @@ class Database(backend.Database):
         self._write_lock = asyncio.Lock()
 
     async def open(self) -> None:
-        """Open the connections and bring the schema up to date."""
+        """Open the connections and bring the schema up to date.
+
+        Each connection has a thread of its own, which answers through the event loop: a
+        caller cancelled meanwhile (a signal while the process starts) waits for the
+        opening to end and closes what it opened, so no thread outlives the loop."""
+        opening = asyncio.ensure_future(self._open())
+        try:
+            await asyncio.shield(opening)
+        except asyncio.CancelledError:
+            await asyncio.wait({opening})
+            await self.close()
+            raise
+
+    async def _open(self) -> None:
         if self.path.parent != Path(""):
             self.path.parent.mkdir(parents=True, exist_ok=True)
         for number in range(self.size):
             conn = await aiosqlite.connect(self.path, isolation_level=None)
+            self._all.append(conn)
             conn.row_factory = aiosqlite.Row
             await conn.execute("PRAGMA busy_timeout = 10000")
             if number == 0:  # kept in the file: once is enough
                 await _use_wal(conn)
             await conn.execute("PRAGMA synchronous = NORMAL")
-            self._all.append(conn)
             self._idle.put_nowait(conn)
         await migrate(self)
 

@@ -9,13 +9,15 @@ job (packing and parsing a MULTI/EXEC of five commands a job was most of a job's
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from arq.worker import Worker
 from redis.asyncio import Redis
 
+from snippet_service import stats
 from snippet_service.batching import Batcher
 
 # ctx key under which a running job finds the worker's finish batch.
@@ -54,6 +56,22 @@ def guarded(key: str, value: str | None, commands: list[Command]) -> list[Comman
     return [["IF=", key, value, str(len(commands))], *commands]
 
 
+def finished_entry(job_id: str, function: str, outcome: str, started_ms: int,
+                   finished_ms: int) -> Command:
+    """The command entering a finished run in the finished-jobs list (stats.FINISHED)."""
+    member = stats.finished_member(job_id, function, outcome, (finished_ms - started_ms) / 1000)
+    return command("ZADD", stats.FINISHED, f"{finished_ms / 1000:.3f}", member)
+
+
+def run_outcome(success: bool, result: Any) -> str:
+    """How a finished run ended, for the finished-jobs list: a job that returned its
+    policy's "dead: …" (tasks.policy) is dead; a cancelled one was aborted."""
+    if success:
+        dead = isinstance(result, str) and result.startswith("dead: ")
+        return stats.DEAD if dead else stats.SUCCESS
+    return "aborted" if isinstance(result, asyncio.CancelledError) else "failed"
+
+
 async def run_commands(redis: Redis, commands: Sequence[Command]) -> None:
     """Run the commands in one MULTI/EXEC (where there is no finish batch)."""
     async with redis.pipeline(transaction=True) as pipe:
@@ -65,8 +83,10 @@ async def run_commands(redis: Redis, commands: Sequence[Command]) -> None:
 class FinishBatch:
     """Redis writes of finished jobs, sent together: one script call per loop tick."""
 
-    def __init__(self, worker: Worker, delay: float) -> None:
+    def __init__(self, worker: Worker, delay: float,
+                 trim: Callable[[], list[Command]] | None = None) -> None:
         self._worker = worker
+        self._trim = trim  # commands run after each batch's (the finished-jobs list's trim)
         self._announcements: dict[str, list[str]] = {}
         self._extra: list[Command] = []
         self._script: Any = None
@@ -92,6 +112,8 @@ class FinishBatch:
         commands = [*extra, *(parts for batch in batches for parts in batch)]
         commands += [["PUBLISH", channel, ",".join(messages)]
                      for channel, messages in announcements.items()]
+        if self._trim is not None:
+            commands += self._trim()
         pool = self._worker.pool
         if self._script is None:
             self._script = pool.register_script(_RUN)

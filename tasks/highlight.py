@@ -9,6 +9,7 @@ from snippet_service import db, snippets
 from snippet_service.queue import DONE_CHANNEL, revision_of
 from tasks.client import highlight, max_response_bytes
 from tasks.finish import announce
+from tasks.policy import FAILURE_DETAILS
 from tasks.sanitize import clean_html
 from tasks.store import SnippetStore
 
@@ -24,6 +25,7 @@ async def highlight_snippet(ctx: dict[str, Any], snippet_id: int) -> str:
     snippet = await store.get(snippet_id)  # one query for the jobs started with this one
     if snippet is None:
         return "missing"
+    ctx[FAILURE_DETAILS] = {"language": snippet.language}
     wanted = revision_of(ctx.get("job_id", ""))
     if wanted is not None and wanted != snippet.revision:
         return f"superseded by revision {snippet.revision}"

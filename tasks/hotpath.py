@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from typing import Any
 
@@ -37,56 +38,26 @@ from arq.constants import (
 from arq.jobs import SerializationError, deserialize_job_raw, serialize_result
 from arq.utils import ms_to_datetime, timestamp_ms, to_ms
 from arq.worker import JobExecutionFailed, Retry, RetryJob, Worker
+from redis.exceptions import ConnectionError as RedisConnectionError
 
-from tasks.finish import FINISH_BATCH, Command, FinishBatch, command, guarded
+from snippet_service import control, stats
+from tasks.breaker import BREAKER_CTX, BreakerWatch
+from tasks.claim import CLAIM
+from tasks.finish import (
+    FINISH_BATCH,
+    Command,
+    FinishBatch,
+    command,
+    finished_entry,
+    guarded,
+    run_outcome,
+)
 
 logger = logging.getLogger("tasks.hotpath")
 
 RETRY_KEY_TTL = 88400  # seconds, as arq sets it
+REDIS_LOST = (RedisConnectionError, ConnectionError)
 
-# KEYS: queue, abort set. ARGV: now (ms), slots, in-progress ms, scan limit,
-# in-progress/job/retry key prefixes, abort cut-off (ms), check aborts (1/0), this worker's
-# claim token. A claimed job's in-progress key holds "<token>:<try>", which its finish checks
-# (see claim_mark): a worker that resumes after its claim expired and the job ran elsewhere
-# does not overwrite that run's result.
-# Returns {{id, score, payload or false, try, aborted}, ...} and the ids to abort.
-CLAIM = """
-local queue, abort_key = KEYS[1], KEYS[2]
-local now, slots, scan_limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[4])
-local ttl, in_progress, job_prefix, retry_prefix = ARGV[3], ARGV[5], ARGV[6], ARGV[7]
-local aborts_on, token = ARGV[9] == '1', ARGV[10]
-local claimed, offset = {}, 0
-local page = math.min(math.max(slots * 2, 100), 1000)  -- unpack() takes a few thousand
-while #claimed < slots and offset < scan_limit do
-  local ids = redis.call('ZRANGEBYSCORE', queue, '-inf', now, 'WITHSCORES', 'LIMIT', offset, page)
-  local marks = {}
-  if #ids > 0 then
-    local keys = {}
-    for i = 1, #ids, 2 do keys[#keys + 1] = in_progress .. ids[i] end
-    marks = redis.call('MGET', unpack(keys))  -- one call for the page, running or not
-  end
-  for i = 1, #ids, 2 do
-    local id = ids[i]
-    if not marks[(i + 1) / 2] then
-      local try = redis.call('INCR', retry_prefix .. id)
-      redis.call('EXPIRE', retry_prefix .. id, 88400)
-      redis.call('PSETEX', in_progress .. id, ttl, token .. ':' .. try)
-      local aborted = 0
-      if aborts_on then aborted = redis.call('ZREM', abort_key, id) end
-      claimed[#claimed + 1] = {id, ids[i + 1], redis.call('GET', job_prefix .. id), try, aborted}
-      if #claimed >= slots then break end
-    end
-  end
-  if #ids < page * 2 then break end
-  offset = offset + page
-end
-local aborting = {}
-if aborts_on then
-  aborting = redis.call('ZRANGE', abort_key, 0, -1)
-  redis.call('ZREMRANGEBYSCORE', abort_key, ARGV[8], '+inf')
-end
-return {claimed, aborting}
-"""
 
 class BatchWorker(Worker):
     """arq's ``Worker`` claiming and finishing jobs in batches (see the module doc)."""
@@ -98,13 +69,20 @@ class BatchWorker(Worker):
         self._task_error: BaseException | None = None
         self._claim_script: Any = None
         self._claim_token = uuid.uuid4().hex[:16]
+        self.paused = False  # this worker's queue, as the last claim found it
         self._backlog = False  # the last claim filled every free slot
         self._slot_freed = asyncio.Event()
+        # The finished-jobs list (stats.FINISHED): FINISHED_JOBS_WINDOW, FINISHED_JOBS_MAX.
+        config = self.ctx.get("config")
+        self.finished_window = float(getattr(config, "finished_jobs_window", 0.0))
+        self.finished_max = int(getattr(config, "finished_jobs_max", 0))
 
     @property
     def finish_batch(self) -> FinishBatch:
         if self._finish_batch is None:
-            self._finish_batch = FinishBatch(self, self.finish_delay)
+            listing = self.finished_window > 0 and self.finished_max > 0
+            self._finish_batch = FinishBatch(self, self.finish_delay,
+                                             self._trim_finished if listing else None)
             self.ctx[FINISH_BATCH] = self._finish_batch
         return self._finish_batch
 
@@ -152,13 +130,19 @@ class BatchWorker(Worker):
         if self._claim_script is None:
             self._claim_script = self.pool.register_script(CLAIM)
         now = timestamp_ms()
+        watch: BreakerWatch | None = self.ctx.get(BREAKER_CTX)
         result = await self._claim_script(
-            keys=[self.queue_name, abort_jobs_ss],
+            keys=[self.queue_name, abort_jobs_ss, control.PAUSED, control.BREAKER],
             args=[now, slots, int(self.in_progress_timeout_s * 1000),
                   max(self.queue_read_limit, slots), in_progress_key_prefix, job_key_prefix,
                   retry_key_prefix, now + abort_job_max_age, int(self.allow_abort_jobs),
-                  self._claim_token],
+                  self._claim_token, control.BREAKER_HOLDS,
+                  int(watch is not None and watch.holding)],
         )
+        paused, held, epoch, next_probe_ms = result[2]
+        self.paused = bool(paused)
+        if watch is not None:  # the breaker as Redis has it, at no extra round trip
+            watch.observe(bool(held), int(epoch), int(next_probe_ms) / 1000)
         return result[0], result[1]
 
     def _start(self, job_id: str, score: int, payload: bytes | None, job_try: int,
@@ -173,6 +157,16 @@ class BatchWorker(Worker):
                                                        self.claim_mark(job_try)))
         self.tasks[job_id] = task
         task.add_done_callback(lambda done: self._job_done(job_id, done))
+
+    def _trim_finished(self) -> list[Command]:
+        return stats.finished_trim(time.time(), self.finished_window, self.finished_max)
+
+    def finished_record(self, job_id: str, function: str, outcome: str, started_ms: int,
+                        finished_ms: int) -> Command | None:
+        """The entry of a finished run in the finished-jobs list (None when it is off)."""
+        if self.finished_window <= 0 or self.finished_max <= 0:
+            return None
+        return finished_entry(job_id, function, outcome, started_ms, finished_ms)
 
     def claim_mark(self, job_try: int) -> str:
         """What the claim of try ``job_try`` left in the job's in-progress key."""
@@ -210,7 +204,10 @@ class BatchWorker(Worker):
                 timestamp_ms(), f"{job_id}:{function_name}", self.queue_name, job_id=job_id,
                 serializer=self.job_serializer,
             )
-            await asyncio.shield(self.finish_failed_job(job_id, result_data, mark))
+            outcome = "aborted" if isinstance(exc, asyncio.CancelledError) else "failed"
+            record = self.finished_record(job_id, function_name, outcome, start_ms,
+                                          timestamp_ms())
+            await asyncio.shield(self.finish_failed_job(job_id, result_data, mark, record))
 
         if not payload:
             logger.warning("job %s expired", job_id)
@@ -273,7 +270,10 @@ class BatchWorker(Worker):
                 logger.info("%s cancelled, will be run again", ref)
                 self.jobs_retried += 1
             else:
-                logger.exception("%s failed, %s: %s", ref, type(exc).__name__, exc)
+                if isinstance(exc, REDIS_LOST):  # the worker's own outage, not the job's bug
+                    logger.warning("%s failed, Redis connection lost: %r", ref, exc)
+                else:
+                    logger.exception("%s failed, %s: %s", ref, type(exc).__name__, exc)
                 result, finish = exc, True
                 self.jobs_failed += 1
         else:
@@ -290,10 +290,15 @@ class BatchWorker(Worker):
                 function_name, args, kwargs, job_try, enqueue_time_ms, success, result, start_ms,
                 finished_ms, ref, self.queue_name, job_id=job_id, serializer=self.job_serializer,
             )
+        record = None
+        if finish:
+            record = self.finished_record(job_id, function_name, run_outcome(success, result),
+                                          start_ms, finished_ms)
         if self.on_job_end:
             await self.on_job_end(ctx)
         await asyncio.shield(self.finish_job(job_id, finish, result_data, result_timeout_s,
-                                             keep_forever, incr_score, keep_in_progress, mark))
+                                             keep_forever, incr_score, keep_in_progress, mark,
+                                             record))
         if self.after_job_end:
             await self.after_job_end(ctx)
 
@@ -307,9 +312,11 @@ class BatchWorker(Worker):
         incr_score: int | None,
         keep_in_progress: float | None,
         mark: str | None = None,
+        record: Command | None = None,
     ) -> None:
         """arq's finish_job, sent with the other jobs finished in the same tick; with the
-        claim's ``mark``, only while the job's in-progress key still holds it."""
+        claim's ``mark``, only while the job's in-progress key still holds it; ``record``
+        enters a finished job in the finished-jobs list."""
         in_progress_key = in_progress_key_prefix + job_id
         commands: list[Command] = []
         delete_keys = []
@@ -325,6 +332,8 @@ class BatchWorker(Worker):
             delete_keys += [retry_key_prefix + job_id, job_key_prefix + job_id]
             commands.append(command("ZREM", abort_jobs_ss, job_id))
             commands.append(command("ZREM", self.queue_name, job_id))
+            if record is not None:
+                commands.append(record)
         elif incr_score:
             commands.append(command("ZINCRBY", self.queue_name, incr_score, job_id))
         if delete_keys:
@@ -332,7 +341,7 @@ class BatchWorker(Worker):
         await self.finish_batch.submit(guarded(in_progress_key, mark, commands))
 
     async def finish_failed_job(self, job_id: str, result_data: bytes | None,
-                                mark: str | None = None) -> None:
+                                mark: str | None = None, record: Command | None = None) -> None:
         """arq's finish_failed_job, sent with the other jobs finished in the same tick (with
         ``mark``, only while the claim holds)."""
         commands = [
@@ -341,6 +350,8 @@ class BatchWorker(Worker):
             command("ZREM", abort_jobs_ss, job_id),
             command("ZREM", self.queue_name, job_id),
         ]
+        if record is not None:
+            commands.append(record)
         if result_data is not None and (self.keep_result_forever or self.keep_result_s > 0):
             expire = None if self.keep_result_forever else to_ms(self.keep_result_s)
             commands.append(command("SET", result_key_prefix + job_id, result_data,

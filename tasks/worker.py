@@ -31,6 +31,7 @@ from snippet_service.config import Config, ConfigError
 from snippet_service.db import database_ctx, transient_errors
 from snippet_service.queue import EXPIRE_JOB, HIGHLIGHT_JOB, deserialize, redis_settings, serialize
 from snippet_service.stats import JobCounter
+from tasks.breaker import BREAKER_CTX, BreakerWatch
 from tasks.client import HighlighterRejected, HighlighterUnavailable, client_session
 from tasks.highlight import expire_snippet, highlight_failed, highlight_snippet
 from tasks.policy import job
@@ -79,7 +80,7 @@ def functions(config: Config) -> list[Function]:
     """Every job function with its retry policy."""
     return [
         job(highlight_snippet, name=HIGHLIGHT_JOB, on_dead=highlight_failed,
-            policy=highlight_policy(config)),
+            policy=highlight_policy(config), breaker=True),
         job(expire_snippet, name=EXPIRE_JOB, policy=expire_policy(config)),
     ]
 
@@ -163,7 +164,8 @@ async def _stop_task(task: asyncio.Task[None]) -> None:
 
 async def startup(ctx: dict[str, Any]) -> None:
     """arq's on_startup: open the resources jobs share through ctx (``ctx["redis"]`` is
-    arq's pool), start the heartbeat and the job counters' flush."""
+    arq's pool), start the heartbeat, the job counters' flush and the breaker's reports
+    and probes (tasks/breaker.py)."""
     config: Config = ctx["config"]
     async with AsyncExitStack() as stack:
         ctx["db"] = database = await stack.enter_async_context(database_ctx(config))
@@ -173,6 +175,7 @@ async def startup(ctx: dict[str, Any]) -> None:
             client_session(limit=config.worker_max_jobs))
         ctx["stats"] = JobCounter()
         ctx["running"] = {}
+        ctx[BREAKER_CTX] = watch = BreakerWatch(config)
         info = workers.new_worker_info(config.worker_max_jobs, config.queue_name,
                                        config.host_name, config.worker_live_within)
         stack.push_async_callback(_last_words, ctx, info)
@@ -180,6 +183,7 @@ async def startup(ctx: dict[str, Any]) -> None:
         # it, and each process must beat for itself and flush its own counts.
         for task in (
             asyncio.create_task(_repeat(info.beat_seconds, _beat(ctx, info), "heartbeat")),
+            asyncio.create_task(watch.run(ctx)),
             asyncio.create_task(_repeat(STATS_FLUSH_SECONDS,
                                         lambda: ctx["stats"].flush(ctx["redis"]), "stats flush")),
         ):

@@ -9,6 +9,11 @@ fail before it answers 200. ``GET /log?code=…`` lists the times requests arriv
 - ``hang`` never answers (until the client gives up)
 - ``slow`` answers after ``sleep=S`` seconds (every time)
 - ``bad400`` always answers 400
+
+An outage, for every language: ``POST /outage?on=1`` (``&mode=reset`` closes each connection
+instead of answering 503) makes every highlight request and ``GET /languages`` fail until
+``POST /outage?on=0``; ``GET /outage`` says whether it is on and counts the highlight
+requests (``posts``) and ``/languages`` requests (``probes``) since it began.
 """
 
 from __future__ import annotations
@@ -26,6 +31,18 @@ LANGUAGES = ["python", "err500", "err503", "err429", "hang", "slow", "bad400"]
 
 log: defaultdict[str, list[float]] = defaultdict(list)
 in_flight = {"now": 0, "peak": 0}
+outage: dict[str, object] = {"on": False, "mode": "503", "started": None, "ended": None}
+outage_calls = {"posts": 0, "probes": 0}
+
+
+def _fail_for_outage(request: web.Request, counter: str) -> web.Response | None:
+    """During an outage: count the request and fail it (503, or a closed connection)."""
+    if not outage["on"]:
+        return None
+    outage_calls[counter] += 1
+    if outage["mode"] == "reset" and request.transport is not None:
+        request.transport.close()
+    return web.Response(status=503, text="the highlighter is down")
 
 
 def _number(code: str, name: str, default: float) -> float:
@@ -44,6 +61,9 @@ async def highlight(request: web.Request) -> web.Response:
 
 async def answer(request: web.Request) -> web.Response:
     form = await request.post()
+    down = _fail_for_outage(request, "posts")
+    if down is not None:
+        return down
     lang, code = str(form.get("lang", "")), str(form.get("code", ""))
     log[code].append(time.time())
     failing = len(log[code]) <= _number(code, "fail", 0)
@@ -66,6 +86,9 @@ async def answer(request: web.Request) -> web.Response:
 
 
 async def languages(request: web.Request) -> web.Response:
+    down = _fail_for_outage(request, "probes")
+    if down is not None:
+        return down
     return web.json_response([{"name": name, "aliases": [name]} for name in LANGUAGES])
 
 
@@ -83,6 +106,19 @@ async def in_flight_view(request: web.Request) -> web.Response:
     return web.json_response(in_flight)
 
 
+async def outage_view(request: web.Request) -> web.Response:
+    if request.method == "POST":
+        on = request.query.get("on") == "1"
+        if on and not outage["on"]:
+            outage_calls.update(posts=0, probes=0)
+            outage.update(started=time.time(), ended=None)
+        elif not on and outage["on"]:
+            outage["ended"] = time.time()
+        outage["on"] = on
+        outage["mode"] = request.query.get("mode", "503")
+    return web.json_response({**outage, **outage_calls})
+
+
 def create_app() -> web.Application:
     app = web.Application()
     app.router.add_post("/", highlight)
@@ -90,6 +126,7 @@ def create_app() -> web.Application:
     app.router.add_get("/log", requests_log)
     app.router.add_get("/counts", counts)
     app.router.add_get("/in-flight", in_flight_view)
+    app.router.add_route("*", "/outage", outage_view)
     return app
 
 

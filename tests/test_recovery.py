@@ -69,7 +69,8 @@ async def wait_for_calls(http: aiohttp.ClientSession, upstream: str, code: str, 
 @pytest.mark.usefixtures("backend")  # on SQLite and on PostgreSQL
 async def test_sigkilled_worker_job_runs_again_and_writes_once(
         make_stack: MakeStack, flaky_highlighter: str, http: aiohttp.ClientSession) -> None:
-    stack = make_stack(highlighter_url=flaky_highlighter)
+    # JOB_TIMEOUT=3: the killed run's in-progress mark expires after 18 s, not 25 s.
+    stack = make_stack(highlighter_url=flaky_highlighter, JOB_TIMEOUT="3")
     count_highlight_writes(stack.database)
     code = f"sleep=2 # {uuid.uuid4().hex}"
     created = await create_via_api(http, stack.url, "slow", code)
@@ -180,7 +181,7 @@ def check_worker(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 @pytest.mark.timeout(120)
 async def test_health_turns_unhealthy_when_the_last_worker_dies(
         make_stack: MakeStack, http: aiohttp.ClientSession, backend: str) -> None:
-    stack = make_stack()
+    stack = make_stack(WORKER_LIVE_WITHIN="3")  # a heartbeat is good for 3 s, not 30
 
     async def healthy() -> bool:
         return (await asyncio.to_thread(check_worker, stack.env)).returncode == 0
@@ -198,7 +199,7 @@ async def test_health_turns_unhealthy_when_the_last_worker_dies(
     async def unhealthy() -> bool:
         return not await healthy()
 
-    await until(unhealthy, 60, "still healthy a minute after the worker died", interval=1)
+    await until(unhealthy, 30, "still healthy long after the worker died", interval=0.5)
     async with http.get(f"{stack.url}/healthz") as response:
         assert response.status == 503
         assert (await response.json())["checks"]["workers"] == 0

@@ -13,9 +13,9 @@ import redis
 
 from snippet_service import deadset
 from snippet_service.config import Config
+from snippet_service.jobops import delete_all_dead, retry_dead
 from snippet_service.queue import open_pool
 from snippet_service.sqlite import Database
-from snippet_service.web.dashboard.actions import delete_all_dead, retry_dead
 from tests.conftest import MakeStack, fresh_redis_url
 from tests.helpers import create_via_api, wait_for_snippet
 from tests.servers import Stack

@@ -13,8 +13,8 @@ import redis
 
 from snippet_service import db
 from snippet_service.config import Config
+from snippet_service.jobops import delete_job
 from snippet_service.queue import open_pool
-from snippet_service.web.dashboard.actions import delete_job
 from tests.databases import stored_time
 from tests.helpers import create_via_api, until, wait_for_snippet
 from tests.servers import Stack

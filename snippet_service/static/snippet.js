@@ -61,6 +61,19 @@
       poll(POLLS);
     });
   });
+  // The highlighter's circuit breaker opened or closed: show the pending fragment as it
+  // reads now ("delayed" or not); a finished one comes with the "done" event.
+  source.addEventListener("delayed", function () {
+    fetch(body.dataset.codeUrl, {credentials: "same-origin"}).then(function (response) {
+      return response.ok ? response.text() : "";
+    }).then(function (html) {
+      var holder = document.createElement("div");
+      holder.innerHTML = html;
+      if (holder.querySelector(".status-pending") && body.dataset.status === "pending") {
+        body.innerHTML = html;
+      }
+    }, function () {});
+  });
   source.addEventListener("error", function () {
     if (source.readyState === EventSource.CLOSED) { // refused (429): no reconnecting
       poll(POLLS);

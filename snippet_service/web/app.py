@@ -29,6 +29,7 @@ from snippet_service.web.languages import (
     Languages,
     keep_asking,
 )
+from snippet_service.web.metrics import count_requests, setup_metrics
 from snippet_service.web.middlewares import (
     check_body,
     errors,
@@ -125,6 +126,7 @@ def create_app(config: Config) -> web.Application:
     """Build the web app for this configuration."""
     app = web.Application(
         middlewares=[
+            count_requests,
             errors,
             guard(check_dashboard_access, check_csrf, check_rate_limit,
                   check_body),
@@ -148,4 +150,5 @@ def create_app(config: Config) -> web.Application:
                              done_listener_ctx])
     setup_routes(app)
     setup_dashboard(app)
+    setup_metrics(app)
     return app

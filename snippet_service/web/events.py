@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from snippet_service.control import CONTROL_NOTICE, ControlState
 from snippet_service.queue import DONE_CHANNEL
 from snippet_service.web.cache import PageCache
 
@@ -26,6 +27,7 @@ class StreamsFull(Exception):
         self.message = message
 
 
+_CONTROL_NOTICE = CONTROL_NOTICE.encode()
 # How often the open streams are checked for clients that left (one pass for all of them).
 SWEEP_SECONDS = 0.25
 
@@ -96,6 +98,8 @@ class DoneListener:
         self._redis = redis
         self._cache = cache
         self._watchers: defaultdict[int, set[asyncio.Event]] = defaultdict(set)
+        # Paused queues and the breaker, re-read when the channel says they changed.
+        self.control = ControlState()
 
     @contextmanager
     def watch(self, snippet_id: int) -> Iterator[asyncio.Event]:
@@ -129,6 +133,7 @@ class DoneListener:
                 async with self._redis.pubsub(ignore_subscribe_messages=True) as pubsub:
                     await pubsub.subscribe(DONE_CHANNEL)
                     delay = 0.1
+                    await self.control.refresh(self._redis)
                     self._wake()  # anything finished while we were away
                     async for message in pubsub.listen():
                         data = message.get("data")
@@ -136,6 +141,9 @@ class DoneListener:
                             for part in data.split(b","):
                                 if part.isdigit():
                                     self._wake(int(part))
+                                elif part == _CONTROL_NOTICE:  # pages say "delayed" or not
+                                    await self.control.refresh(self._redis)
+                                    self._wake()
             except (RedisError, OSError) as exc:
                 self._cache.clear()  # changes announced while we are away would be missed
                 logger.warning("done channel lost (%s); reconnecting in %.1fs", exc, delay)

@@ -12,6 +12,7 @@ from snippet_service.snippets import Intake
 from snippet_service.web.cache import PageCache
 from snippet_service.web.events import DoneListener, StreamSlots
 from snippet_service.web.hits import HitCounter
+from snippet_service.web.httpmetrics import HttpMetrics
 from snippet_service.web.languages import Languages
 from snippet_service.web.stylesheet import Stylesheet
 from snippet_service.web.throttle import BytesInFlight, FailureWindow
@@ -29,3 +30,4 @@ HITS = web.AppKey("hits", HitCounter)
 BODIES = web.AppKey("bodies_in_flight", BytesInFlight)
 AUTH_FAILURES = web.AppKey("auth_failures", FailureWindow)
 STREAMS = web.AppKey("streams", StreamSlots)
+METRICS = web.AppKey("metrics", HttpMetrics)

@@ -98,7 +98,9 @@ def code_context(request: web.Request, snippet: db.Snippet) -> dict[str, Any]:
     """What the snippet page and its code fragment show: never the stored error itself."""
     return {"request": request, "snippet": snippet, "reason": visitor_reason(snippet.error),
             "created": snippet.created_at.strftime("%Y-%m-%d %H:%M:%S UTC"),
-            "job_id": highlight_job_id(snippet.id, snippet.revision)}
+            "job_id": highlight_job_id(snippet.id, snippet.revision),
+            # the breaker is open: a pending snippet says its highlighting is delayed
+            "delayed": request.app[DONE].control.delayed}
 
 
 async def show(request: web.Request) -> web.Response:
@@ -198,6 +200,7 @@ async def _stream(request: web.Request, response: web.StreamResponse, listener: 
     has its connection dropped."""
     database, loop = request.app[DB], asyncio.get_running_loop()
     deadline = loop.time() + EVENTS_MAX_SECONDS
+    delayed = request.query.get("delayed") == "1"  # what the page says (see snippet.html)
     try:
         await response.prepare(request)
         with listener.watch(ident) as wake:
@@ -213,6 +216,9 @@ async def _stream(request: web.Request, response: web.StreamResponse, listener: 
                     raise ClientGone("disconnected")
                 state_now = await db.snippet_status(database, ident)
                 status = state_now[0] if state_now else None
+                if status == db.PENDING and listener.control.delayed != delayed:
+                    delayed = listener.control.delayed  # the page fetches its fragment again
+                    await _send(request, response, _sse("delayed", {"delayed": delayed}))
         if status != db.PENDING:
             await _send(request, response, _sse("done", {"status": status or "deleted"}))
         await asyncio.wait_for(response.write_eof(), EVENTS_WRITE_SECONDS)

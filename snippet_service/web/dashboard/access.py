@@ -25,6 +25,7 @@ from snippet_service.web.typedefs import AUTH_FAILURES, CONFIG
 logger = logging.getLogger("snippet_service.web.dashboard")
 
 PREFIX = "/jobs"
+METRICS_PATH = "/metrics"  # Prometheus' scrape: the same rule as the dashboard
 PROXY_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Real-IP")
 REALM = 'Basic realm="snippet-service jobs", charset="UTF-8"'
 AUTH_FAILURES_PER_MINUTE = 5
@@ -128,7 +129,8 @@ def _with_password(request: web.Request, password: str) -> None:
 async def check_dashboard_access(request: web.Request) -> None:
     """403 for /jobs from afar without DASHBOARD_PASSWORD; 401 without the password; 429
     after too many wrong ones."""
-    if request.path == PREFIX or request.path.startswith(PREFIX + "/"):
+    path = request.path
+    if path == PREFIX or path.startswith(PREFIX + "/") or path == METRICS_PATH:
         password = request.app[CONFIG].dashboard_password
         if password:
             _with_password(request, password)

@@ -161,7 +161,8 @@ async def job_detail(redis: ArqRedis, queue: str, job_id: str) -> JobView | None
     elif score:
         view.state = "scheduled" if score > time.time() * 1000 else "queued"
     elif outcome:
-        view.state = "complete" if view.success else "failed"
+        aborted = not view.success and str(view.result).startswith("CancelledError")
+        view.state = "aborted" if aborted else "complete" if view.success else "failed"
     return view
 
 

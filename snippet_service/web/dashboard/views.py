@@ -3,29 +3,25 @@
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 import aiohttp_jinja2
 from aiohttp import web
 
 from snippet_service import deadset, stats, workers
-from snippet_service.web.dashboard import actions, data
+from snippet_service import jobops as actions
+from snippet_service.web.dashboard import data
 from snippet_service.web.dashboard.access import ACCESS
+from snippet_service.web.dashboard.control import setup_control_routes
+from snippet_service.web.dashboard.groups import setup_group_routes
+from snippet_service.web.dashboard.history import setup_history_routes
+from snippet_service.web.dashboard.jobpage import job_context, setup_job_routes
+from snippet_service.web.dashboard.pages import base_context, page_number
+from snippet_service.web.dashboard.search import setup_search_routes
 from snippet_service.web.typedefs import CONFIG, DB, REDIS
 
 logger = logging.getLogger("snippet_service.web.dashboard")
 MAX_IDS_LOGGED = 20
-
-
-def _page_number(request: web.Request) -> int:
-    raw = request.query.get("page", "1")
-    return int(raw) if raw.isascii() and raw.isdigit() and 0 < int(raw) < 1_000_000 else 1
-
-
-def _base(request: web.Request, tab: str) -> dict[str, Any]:
-    return {"request": request, "tab": tab, "now": time.time(),
-            "queue": request.app[CONFIG].queue_name}
 
 
 @aiohttp_jinja2.template("jobs/dashboard.html")
@@ -34,7 +30,7 @@ async def dashboard(request: web.Request) -> dict[str, Any]:
     processed, failed = await stats.totals(redis)
     hour = await stats.last_hour(redis)
     return {
-        **_base(request, "dashboard"),
+        **base_context(request, "dashboard"),
         "processed": processed,
         "failed": failed,
         "rate": await stats.jobs_per_second(redis),
@@ -57,45 +53,45 @@ async def busy(request: web.Request) -> dict[str, Any]:
             jobs[running.job_id] = await data.job_detail(
                 redis, request.app[CONFIG].queue_name, running.job_id
             )
-    return {**_base(request, "busy"), "workers": live, "jobs": jobs}
+    return {**base_context(request, "busy"), "workers": live, "jobs": jobs}
 
 
 @aiohttp_jinja2.template("jobs/queues.html")
 async def queues(request: web.Request) -> dict[str, Any]:
     redis = request.app[REDIS]
-    return {**_base(request, "queues"),
+    return {**base_context(request, "queues"),
             "queues": [await data.queue_stats(redis, request.app[CONFIG].queue_name)]}
 
 
 @aiohttp_jinja2.template("jobs/scheduled.html")
 async def scheduled(request: web.Request) -> dict[str, Any]:
     page = await data.scheduled(request.app[REDIS], request.app[CONFIG].queue_name,
-                                _page_number(request))
-    return {**_base(request, "scheduled"), "page": page}
+                                page_number(request))
+    return {**base_context(request, "scheduled"), "page": page}
 
 
 @aiohttp_jinja2.template("jobs/retries.html")
 async def retries(request: web.Request) -> dict[str, Any]:
-    return {**_base(request, "retries"),
-            "page": await data.retries(request.app[REDIS], _page_number(request))}
+    return {**base_context(request, "retries"),
+            "page": await data.retries(request.app[REDIS], page_number(request))}
 
 
 @aiohttp_jinja2.template("jobs/dead.html")
 async def dead(request: web.Request) -> dict[str, Any]:
     function = request.query.get("function", "")[:100]
     text = request.query.get("q", "")[:200]
-    page = await data.dead(request.app[REDIS], _page_number(request), function, text)
-    return {**_base(request, "dead"), "page": page, "function": function, "q": text}
+    page = await data.dead(request.app[REDIS], page_number(request), function, text)
+    return {**base_context(request, "dead"), "page": page, "function": function, "q": text}
 
 
 @aiohttp_jinja2.template("jobs/job.html")
 async def job(request: web.Request) -> dict[str, Any]:
     job_id = request.match_info["job_id"]
-    view = await data.job_detail(request.app[REDIS], request.app[CONFIG].queue_name, job_id)
-    if view is None:
+    context = await job_context(request, job_id)
+    if context is None:
         raise web.HTTPNotFound(text=f"No job {job_id!r} is known to Redis (finished jobs are "
                                "kept for 10 minutes).")
-    return {**_base(request, "job"), "job": view}
+    return {**base_context(request, "job"), **context}
 
 
 async def action(request: web.Request) -> web.StreamResponse:
@@ -145,4 +141,9 @@ def setup_dashboard_routes(app: web.Application) -> None:
     router.add_get("/jobs/retries", retries, name="jobs_retries")
     router.add_get("/jobs/dead", dead, name="jobs_dead")
     router.add_get("/jobs/job/{job_id}", job, name="jobs_job")
+    setup_history_routes(app)
+    setup_job_routes(app)
+    setup_group_routes(app)
+    setup_search_routes(app)
+    setup_control_routes(app)
     router.add_post("/jobs/{set:dead|scheduled|retries}/{action}", action, name="jobs_action")
