@@ -141,7 +141,9 @@ async def cmd_requeue_pending(tools: Tools, args: argparse.Namespace) -> Result:
     older_than = tools.config.reconcile_after if args.older_than is None else args.older_than
     expired = await snippets.expire_overdue(database)
     requeued = await snippets.requeue_lost(database, tools.redis, older_than)
-    return {"requeued": requeued, "expired": expired, "older_than_seconds": older_than}
+    forgotten = await jobops.forget_lost_retries(tools.redis)
+    return {"requeued": requeued, "expired": expired, "older_than_seconds": older_than,
+            "retry_records_forgotten": forgotten}
 
 
 Command = Callable[[Tools, argparse.Namespace], Awaitable[Result]]

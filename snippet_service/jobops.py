@@ -225,3 +225,16 @@ async def requeue_job(redis: ArqRedis, database: db.Database, queue: str, job_id
         await redis.enqueue_job(str(outcome["f"]), *outcome.get("a", []), _job_id=job_id,
                                 _expires=JOB_EXPIRES)
     return True
+
+
+async def forget_lost_retries(redis: ArqRedis, grace: float = 300.0) -> int:
+    """Drop retry records whose job is long overdue and no longer in Redis (the
+    reconciler's third step); how many."""
+    overdue = await redis.zrangebyscore(deadset.RETRY_SET, "-inf", time.time() - grace,
+                                        start=0, num=500)
+    forgotten = 0
+    for job_id in overdue:
+        if not await job_is_live(redis, job_id.decode()):
+            await deadset.forget_job(redis, job_id.decode())
+            forgotten += 1
+    return forgotten

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 
 from arq.connections import ArqRedis
 
-from snippet_service import db, deadset, snippets
+from snippet_service import db, jobops, snippets
 from snippet_service.config import Config
-from snippet_service.queue import job_is_live
 
 logger = logging.getLogger("tasks.reconcile")
 
@@ -25,14 +23,5 @@ async def reconcile(database: db.Database, redis: ArqRedis, config: Config) -> i
         return 0
     await snippets.expire_overdue(database)
     requeued = await snippets.requeue_lost(database, redis, config.reconcile_after)
-    await forget_lost_retries(redis)
+    await jobops.forget_lost_retries(redis)
     return requeued
-
-
-async def forget_lost_retries(redis: ArqRedis, grace: float = 300.0) -> None:
-    """Drop retry records whose job is long overdue and no longer in Redis."""
-    overdue = await redis.zrangebyscore(deadset.RETRY_SET, "-inf", time.time() - grace,
-                                        start=0, num=500)
-    for job_id in overdue:
-        if not await job_is_live(redis, job_id.decode()):
-            await deadset.forget_job(redis, job_id.decode())
