@@ -16,7 +16,6 @@ import getpass
 import json
 import logging
 import re
-import sqlite3
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -59,13 +58,11 @@ class Tools:
 
     async def database(self) -> db.Database:
         if self._database is None:
-            failures: tuple[type[BaseException], ...] = (
-                OSError, sqlite3.Error, *db.transient_errors(self.config))
             try:
                 self._database = await self._stack.enter_async_context(
                     db.database_ctx(self.config))
-            except failures as exc:
-                raise DatabaseUnreachable(str(exc) or type(exc).__name__) from exc
+            except Exception as exc:  # unreachable, a wrong password, no such database...
+                raise DatabaseUnreachable(f"{type(exc).__name__}: {exc}") from exc
         return self._database
 
 

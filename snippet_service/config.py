@@ -115,7 +115,11 @@ _URL_PASSWORD = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)([^/:@]*):([^/]*)@")
 
 def _redis_url(raw: str) -> str:
     value = _url(("redis", "rediss", "unix"))(raw)
-    for cert_reqs in parse_qs(urlsplit(value).query).get("ssl_cert_reqs", []):
+    parts = urlsplit(value)
+    if parts.scheme != "unix" and parts.path not in ("", "/0") and not (
+            parts.path[1:].isascii() and parts.path[1:].isdigit()):
+        raise ValueError("the path must be a database number, as in redis://host:6379/0")
+    for cert_reqs in parse_qs(parts.query).get("ssl_cert_reqs", []):
         if cert_reqs.lower() not in REDIS_CERT_REQS:
             raise ValueError(f"ssl_cert_reqs must be one of {', '.join(REDIS_CERT_REQS)}")
     return value

@@ -36,8 +36,8 @@ _ROW = f"({', '.join('?' * len(COLUMNS))})"
 _UPSERT_TAIL = (
     " ON CONFLICT (id) DO UPDATE SET "
     + ", ".join(f"{name} = excluded.{name}" for name in COLUMNS if name != "id")
-    + " WHERE snippets.revision < excluded.revision OR (snippets.revision = excluded.revision"
-    " AND snippets.updated_at < excluded.updated_at)"
+    + " WHERE snippets.created_at = excluded.created_at AND (snippets.revision < excluded.revision"
+    " OR (snippets.revision = excluded.revision AND snippets.updated_at < excluded.updated_at))"
 )
 
 
@@ -45,18 +45,22 @@ class CopyError(Exception):
     """The copy could not be made or checked."""
 
 
-def open_url(url: str, pool_size: int = 2) -> db.Database:
-    """A data-layer database (not open yet) for a sqlite:/// or postgresql:// URL."""
+def open_url(url: str, pool_size: int = 2, must_exist: bool = False) -> db.Database:
+    """A data-layer database (not open yet) for a sqlite:/// or postgresql:// URL
+    (``must_exist``: a SQLite file that is not there is an error, not a new database)."""
     parts = urlsplit(url)
     if parts.scheme == "sqlite":
         if parts.netloc or not parts.path.startswith("/") or parts.path == "/":
-            raise CopyError(f"{url!r}: write a SQLite file as sqlite:///relative/path or "
-                            "sqlite:////absolute/path")
-        env = {"SNIPPETS_DB": str(Path(parts.path[1:]))}
+            raise CopyError(f"{shown(url)!r}: write a SQLite file as sqlite:///relative/path "
+                            "or sqlite:////absolute/path")
+        path = Path(parts.path[1:])
+        if must_exist and not path.is_file():
+            raise CopyError(f"{shown(url)!r}: there is no such SQLite file")
+        env = {"SNIPPETS_DB": str(path)}
     elif parts.scheme in ("postgresql", "postgres"):
         env = {"DATABASE_URL": url}
     else:
-        raise CopyError(f"{url!r}: expected sqlite:///path or postgresql://…")
+        raise CopyError(f"{shown(url)!r}: expected sqlite:///path or postgresql://…")
     try:
         config = Config.from_env({**env, "DB_POOL_SIZE": str(pool_size)})
     except ConfigError as exc:
@@ -87,7 +91,21 @@ def _values(row: db.Row) -> list[Any]:
             for name in COLUMNS]
 
 
+async def _same_snippets(target: db.Database, rows: Sequence[db.Row]) -> None:
+    """Raise CopyError if the target holds another snippet under one of these ids (one
+    created at another time): a copy never overwrites a snippet that is not the same."""
+    created = {int(row["id"]): as_utc(row["created_at"]) for row in rows}
+    held = await target.fetch(
+        f"SELECT id, created_at FROM snippets WHERE id IN ({', '.join('?' * len(created))})",
+        list(created))
+    other = sorted(int(row[0]) for row in held if as_utc(row[1]) != created[int(row[0])])
+    if other:
+        raise CopyError(f"the target holds other snippets under {len(other)} of the ids "
+                        f"copied (first: {other[0]}); copy into an empty database")
+
+
 async def _upsert(target: db.Database, rows: Sequence[db.Row]) -> int:
+    await _same_snippets(target, rows)
     sql = (f"INSERT INTO snippets ({', '.join(COLUMNS)}) VALUES "
            f"{', '.join([_ROW] * len(rows))}{_UPSERT_TAIL} RETURNING id")
     taken = await target.write_returning(sql, [value for row in rows for value in _values(row)])
@@ -114,7 +132,7 @@ async def _count(database: db.Database) -> int:
 
 async def copy(source_url: str, target_url: str, progress: TextIO | None = None) -> Report:
     """Copy every snippet; raise CopyError if a source row is not in the target after."""
-    source, target = open_url(source_url), open_url(target_url)
+    source, target = open_url(source_url, must_exist=True), open_url(target_url)
     started = time.monotonic()
     await source.open()
     try:
@@ -153,8 +171,10 @@ async def _after_copy(target: db.Database) -> None:
     """PostgreSQL's identity does not move past ids inserted explicitly: move it past the
     largest, so the next new snippet gets a fresh id. (SQLite's AUTOINCREMENT does.)"""
     if target.name == "postgresql":
-        await target.fetch("SELECT setval(pg_get_serial_sequence('snippets', 'id'),"
-                           " greatest((SELECT max(id) FROM snippets), 1))")
+        await target.fetch(
+            "SELECT setval(pg_get_serial_sequence('snippets', 'id'), greatest("
+            "(SELECT max(id) FROM snippets), coalesce(pg_sequence_last_value("
+            "pg_get_serial_sequence('snippets', 'id')::regclass), 0), 1))")
 
 
 def main(argv: list[str] | None = None) -> int:

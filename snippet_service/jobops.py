@@ -37,10 +37,16 @@ async def retry_dead(redis: ArqRedis, database: db.Database, job_id: str) -> boo
     if job is None:
         return False
     if job.function == HIGHLIGHT_JOB:
-        try:
-            await snippets.rehighlight(database, redis, int(job.args[0]))
-        except db.SnippetNotFound:
-            pass  # nothing to highlight: the dead job just goes
+        snippet_id = int(job.args[0])
+        state = await db.snippet_status(database, snippet_id)
+        died = revision_of(job_id)
+        # Only the revision that died is highlighted again: once the snippet has moved on
+        # (highlighted again since, or deleted), the dead job just goes.
+        if state is not None and (died is None or died == state[1]):
+            try:
+                await snippets.rehighlight(database, redis, snippet_id)
+            except db.SnippetNotFound:
+                pass
     else:
         new_id = f"{job_id}:retry:{secrets.token_hex(4)}"
         await redis.enqueue_job(job.function, *job.args, _job_id=new_id)

@@ -133,3 +133,34 @@ def test_an_unreachable_target_is_an_error_not_a_traceback(tmp_path: Path) -> No
     result = dbcopy("--from", source, "--to", "postgresql://nobody@127.0.0.1:9/none")
     assert result.returncode == 1
     assert result.stderr.startswith("dbcopy: ") and "Traceback" not in result.stderr
+
+
+async def test_a_target_holding_other_snippets_is_refused_untouched(
+        tmp_path: Path, postgres: PrivatePostgres) -> None:
+    source = f"sqlite:///{tmp_path / 'source.db'}"
+    target = postgres.create_database()
+    await fill(source)
+    database = open_url(target)
+    await database.open()
+    try:
+        theirs = await db.create_snippet(database, "c", "int someone_elses;")
+    finally:
+        await database.close()
+    before = await rows(target)
+    result = dbcopy("--from", source, "--to", target)
+    assert result.returncode == 1
+    assert "holds other snippets" in result.stderr and "Traceback" not in result.stderr
+    after = await rows(target)
+    assert after[theirs.id] == before[theirs.id]  # their snippet is not overwritten
+
+
+def test_a_missing_source_file_is_an_error_and_is_not_created(tmp_path: Path) -> None:
+    missing = tmp_path / "typo.db"
+    result = dbcopy("--from", f"sqlite:///{missing}", "--to", f"sqlite:///{tmp_path / 'x.db'}")
+    assert result.returncode == 1 and "no such SQLite file" in result.stderr
+    assert not missing.exists()
+
+
+def test_a_password_in_a_bad_url_is_not_printed() -> None:
+    result = dbcopy("--from", "postgresql+asyncpg://u:s3cret@h/db", "--to", "sqlite:///x.db")
+    assert result.returncode == 1 and "s3cret" not in result.stderr
