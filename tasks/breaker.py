@@ -101,9 +101,11 @@ class BreakerWatch:
         return False
 
     def observe(self, is_open: bool, epoch: int, next_probe_at: float) -> None:
-        """The breaker as Redis has it (an older epoch than one seen is ignored)."""
+        """The breaker as Redis has it. An older epoch than one seen is a late answer and
+        is ignored, unless it says closed: Redis lost its data (restarted empty, or from
+        an older snapshot), and Redis is the authority on the breaker."""
         self._seen_at = time.monotonic()
-        if epoch < self.epoch:
+        if epoch < self.epoch and is_open:
             return
         if self.open and not is_open:  # closed: start counting afresh
             self._successes = self._failures = self._trailing = self._streak = 0

@@ -2,10 +2,10 @@
 ready jobs as there are free slots, within one Lua script (see the comment below)."""
 
 # KEYS: queue, abort set. ARGV: now (ms), slots, in-progress ms, scan limit,
-# in-progress/job/retry key prefixes, abort cut-off (ms), check aborts (1/0), this worker's
-# claim token. A claimed job's in-progress key holds "<token>:<try>", which its finish checks
-# (see claim_mark): a worker that resumes after its claim expired and the job ran elsewhere
-# does not overwrite that run's result.
+# in-progress/job/retry key prefixes, abort cut-off (ms: older aborts are dropped), check
+# aborts (1/0), this worker's claim token. A claimed job's in-progress key holds
+# "<token>:<try>", which its finish checks (see claim_mark): a worker that resumes after its
+# claim expired and the job ran elsewhere does not overwrite that run's result.
 # KEYS 3 and 4: the paused queues (control.PAUSED) and the breaker (control.BREAKER); ARGV
 # 11: the prefix of the job ids the open breaker holds back; ARGV 12: 1 when this worker
 # holds them already (it saw the failures that open the breaker). A paused queue gives nothing
@@ -53,7 +53,7 @@ end
 local aborting = {}
 if aborts_on then
   aborting = redis.call('ZRANGE', abort_key, 0, -1)
-  redis.call('ZREMRANGEBYSCORE', abort_key, ARGV[8], '+inf')
+  redis.call('ZREMRANGEBYSCORE', abort_key, '-inf', '(' .. ARGV[8])
 end
 return {claimed, aborting, {paused, breaker[1] == 'open' and 1 or 0, tonumber(breaker[2]) or 0,
                             math.floor((tonumber(breaker[3]) or 0) * 1000)}}

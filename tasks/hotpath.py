@@ -27,7 +27,6 @@ import uuid
 from typing import Any
 
 from arq.constants import (
-    abort_job_max_age,
     abort_jobs_ss,
     in_progress_key_prefix,
     job_key_prefix,
@@ -57,6 +56,10 @@ logger = logging.getLogger("tasks.hotpath")
 
 RETRY_KEY_TTL = 88400  # seconds, as arq sets it
 REDIS_LOST = (RedisConnectionError, ConnectionError)
+REDIS_LOST_DEFER_MS = 1000
+# An abort asked for a job that no worker claims (a paused queue, an open breaker, a job
+# that no longer exists) is kept this long, then dropped (arq's own trim drops none).
+ABORT_KEPT_MS = 24 * 3600 * 1000
 
 
 class BatchWorker(Worker):
@@ -69,6 +72,7 @@ class BatchWorker(Worker):
         self._task_error: BaseException | None = None
         self._claim_script: Any = None
         self._claim_token = uuid.uuid4().hex[:16]
+        self._marks: dict[str, str] = {}  # job id -> the mark of its latest claim here
         self.paused = False  # this worker's queue, as the last claim found it
         self._backlog = False  # the last claim filled every free slot
         self._slot_freed = asyncio.Event()
@@ -135,7 +139,7 @@ class BatchWorker(Worker):
             keys=[self.queue_name, abort_jobs_ss, control.PAUSED, control.BREAKER],
             args=[now, slots, int(self.in_progress_timeout_s * 1000),
                   max(self.queue_read_limit, slots), in_progress_key_prefix, job_key_prefix,
-                  retry_key_prefix, now + abort_job_max_age, int(self.allow_abort_jobs),
+                  retry_key_prefix, now - ABORT_KEPT_MS, int(self.allow_abort_jobs),
                   self._claim_token, control.BREAKER_HOLDS,
                   int(watch is not None and watch.holding)],
         )
@@ -148,10 +152,13 @@ class BatchWorker(Worker):
     def _start(self, job_id: str, score: int, payload: bytes | None, job_try: int,
                aborted: bool) -> None:
         if job_id in self.tasks:
-            # Its in-progress key vanished while it runs here (Redis restarted empty, say)
-            # and the job was enqueued again: the run in progress finishes it.
+            # Claimed again while it runs here (its in-progress mark expired, or Redis
+            # restarted empty and it was enqueued again): the run in progress finishes it,
+            # under the mark this claim left in its in-progress key.
             logger.info("job %s is already running here; not starting it twice", job_id)
+            self._marks[job_id] = self.claim_mark(job_try)
             return
+        self._marks[job_id] = self.claim_mark(job_try)
         self.job_counter += 1
         task = self.loop.create_task(self._run_claimed(job_id, score, payload, job_try, aborted,
                                                        self.claim_mark(job_try)))
@@ -177,6 +184,7 @@ class BatchWorker(Worker):
         self._slot_freed.set()
         if self.tasks.get(job_id) is task:
             del self.tasks[job_id]
+            self._marks.pop(job_id, None)
         if not task.cancelled() and task.exception() is not None:
             self._task_error = task.exception()
 
@@ -207,7 +215,8 @@ class BatchWorker(Worker):
             outcome = "aborted" if isinstance(exc, asyncio.CancelledError) else "failed"
             record = self.finished_record(job_id, function_name, outcome, start_ms,
                                           timestamp_ms())
-            await asyncio.shield(self.finish_failed_job(job_id, result_data, mark, record))
+            await asyncio.shield(self.finish_failed_job(job_id, result_data,
+                                                        self._marks.get(job_id, mark), record))
 
         if not payload:
             logger.warning("job %s expired", job_id)
@@ -269,11 +278,14 @@ class BatchWorker(Worker):
             elif self.retry_jobs and isinstance(exc, asyncio.CancelledError | RetryJob):
                 logger.info("%s cancelled, will be run again", ref)
                 self.jobs_retried += 1
+            elif self.retry_jobs and isinstance(exc, REDIS_LOST):
+                # The worker's own outage (a failover, say), not the job's failure: the job
+                # stays queued and runs again a second later, without a retry used up.
+                logger.warning("%s: Redis connection lost (%r); it will be run again", ref, exc)
+                incr_score = REDIS_LOST_DEFER_MS + (timestamp_ms() - score)
+                self.jobs_retried += 1
             else:
-                if isinstance(exc, REDIS_LOST):  # the worker's own outage, not the job's bug
-                    logger.warning("%s failed, Redis connection lost: %r", ref, exc)
-                else:
-                    logger.exception("%s failed, %s: %s", ref, type(exc).__name__, exc)
+                logger.exception("%s failed, %s: %s", ref, type(exc).__name__, exc)
                 result, finish = exc, True
                 self.jobs_failed += 1
         else:
@@ -297,7 +309,8 @@ class BatchWorker(Worker):
         if self.on_job_end:
             await self.on_job_end(ctx)
         await asyncio.shield(self.finish_job(job_id, finish, result_data, result_timeout_s,
-                                             keep_forever, incr_score, keep_in_progress, mark,
+                                             keep_forever, incr_score, keep_in_progress,
+                                             self._marks.get(job_id, mark),
                                              record))
         if self.after_job_end:
             await self.after_job_end(ctx)
