@@ -12,13 +12,11 @@ hot path, no Redis outage handling.
 from __future__ import annotations
 
 import asyncio
-import logging
 
 from arq.worker import Worker
 
-from snippet_service.config import Config, ConfigError
-from snippet_service.logs import setup_logging
-from tasks.worker import QuietJobLines, worker_settings
+from snippet_service.config import Config
+from tasks.worker import process_config, worker_settings
 
 
 async def run(config: Config) -> None:
@@ -34,13 +32,7 @@ async def run(config: Config) -> None:
 
 
 def main() -> None:
-    setup_logging()
-    logging.getLogger("arq.worker").addFilter(QuietJobLines())
-    try:
-        config = Config.from_env()
-    except ConfigError as exc:
-        raise SystemExit(f"configuration error: {exc}") from None
-    asyncio.run(run(config))
+    asyncio.run(run(process_config()))
 
 
 if __name__ == "__main__":

@@ -34,12 +34,11 @@ from typing import Any
 from arq.connections import ArqRedis
 
 from snippet_service import workers
-from snippet_service.config import Config, ConfigError, mask_url
+from snippet_service.config import Config, mask_url
 from snippet_service.launcher import die_with_parent
-from snippet_service.logs import setup_logging
 from snippet_service.queue import RedisRefused, open_pool, refusal
 from tasks.hotpath import BatchWorker
-from tasks.worker import REDIS_ERRORS, QuietJobLines, worker_settings
+from tasks.worker import REDIS_ERRORS, process_config, worker_settings
 
 logger = logging.getLogger("tasks.runner")
 
@@ -211,12 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     early: list[signal.Signals] = []
     for signum in STOP_SIGNALS:
         signal.signal(signum, lambda received, _frame: early.append(signal.Signals(received)))
-    setup_logging()
-    logging.getLogger("arq.worker").addFilter(QuietJobLines())
-    try:
-        config = Config.from_env()
-    except ConfigError as exc:
-        raise SystemExit(f"configuration error: {exc}") from None
+    config = process_config()
     if args.check:
         return asyncio.run(check(config))
     processes = args.processes or config.worker_processes

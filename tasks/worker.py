@@ -29,6 +29,7 @@ from redis.exceptions import RedisError
 from snippet_service import workers
 from snippet_service.config import Config, ConfigError
 from snippet_service.db import database_ctx, transient_errors
+from snippet_service.logs import setup_logging
 from snippet_service.queue import EXPIRE_JOB, HIGHLIGHT_JOB, deserialize, redis_settings, serialize
 from snippet_service.stats import JobCounter
 from tasks.breaker import BREAKER_CTX, BreakerWatch
@@ -225,15 +226,27 @@ def worker_settings(config: Config) -> dict[str, Any]:
     }
 
 
+def process_config() -> Config:
+    """A worker process's start: logging (LOG_FORMAT, without arq's two lines per job) and
+    the configuration; a bad value exits, naming the variable."""
+    setup_logging()
+    logging.getLogger("arq.worker").addFilter(QuietJobLines())
+    return read_config()
+
+
+def read_config() -> Config:
+    """The environment's configuration; a bad value exits, naming the variable."""
+    try:
+        return Config.from_env()
+    except ConfigError as exc:
+        raise SystemExit(f"configuration error: {exc}") from None
+
+
 def __getattr__(name: str) -> Any:
     """``WorkerSettings``: :func:`worker_settings` of the environment, built when first
     looked up (by ``arq tasks.worker.WorkerSettings``), so that importing this module reads
     no configuration and a bad value stops the worker naming the variable."""
     if name != "WorkerSettings":
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    try:
-        config = Config.from_env()
-    except ConfigError as exc:
-        raise SystemExit(f"configuration error: {exc}") from None
-    settings = globals()["WorkerSettings"] = worker_settings(config)
+    settings = globals()["WorkerSettings"] = worker_settings(read_config())
     return settings

@@ -19,7 +19,7 @@ from typing import Protocol
 import aiohttp
 import pytest
 import redis
-from playwright.async_api import Browser, async_playwright
+from playwright.async_api import Browser, Page, async_playwright
 
 from tests.databases import row_count
 from tests.postgres import PrivatePostgres
@@ -216,6 +216,12 @@ async def browser() -> AsyncIterator[Browser]:
                                                     args=CHROMIUM_ARGS)
         yield launched
         await launched.close()
+
+
+@pytest.fixture
+async def page(browser: Browser) -> Page:
+    """A fresh page of the browser, as wide as a laptop's screen."""
+    return await browser.new_page(viewport={"width": 1280, "height": 900})
 
 
 __all__ = ["Process", "Stack", "row_count", "queued_jobs"]

@@ -7,13 +7,16 @@ import inspect
 import re
 import threading
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TypeVar, overload
 
 import aiohttp
 import psutil
 from multidict import CIMultiDict
+from playwright.async_api import Page
 
 from snippet_service.web.csrf import COOKIE_NAME, FIELD_NAME
 
@@ -164,3 +167,17 @@ def peak_rss(pid: int) -> Iterator[list[int]]:
         stop.set()
         thread.join()
         peak[0] = max(peak[0], process.memory_info().rss)
+
+
+SCREENSHOTS = Path(__file__).resolve().parent.parent / "var" / "screenshots"
+
+
+async def shot(page: Page, name: str) -> None:
+    """A whole-page screenshot of a dashboard page: var/screenshots/jobs-NAME.png."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(SCREENSHOTS / f"jobs-{name}.png"), full_page=True)
+
+
+def unique(code: str) -> str:
+    """Code no other test sends (the stand-in highlighters count calls by code)."""
+    return f"{code} # {uuid.uuid4().hex[:8]}"

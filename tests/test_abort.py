@@ -17,7 +17,7 @@ from arq.jobs import Job
 
 from snippet_service import jobops
 from snippet_service.config import Config
-from snippet_service.queue import deserialize, open_pool
+from snippet_service.queue import deserialize, highlight_job_id, open_pool
 from snippet_service.web.csrf import FIELD_NAME
 from tests.conftest import MakeStack
 from tests.helpers import create_via_api, form_token, snippet_json, token_cookie, until
@@ -108,13 +108,18 @@ async def test_stop_a_running_job_then_requeue_it(
     assert await jobops.stopped_at(pool, job_id) is None
 
 
-async def test_stop_a_deferred_job_keeps_its_time_when_requeued(
-        abort_stack: Stack, pool: ArqRedis, http: aiohttp.ClientSession) -> None:
-    async with http.post(f"{abort_stack.url}/api/snippets", json={
+async def deferred_snippet(http: aiohttp.ClientSession, stack: Stack) -> tuple[int, str]:
+    """A new snippet whose highlight is deferred an hour: its id and its job's id."""
+    async with http.post(f"{stack.url}/api/snippets", json={
             "language": "python", "code": f"later # {uuid.uuid4().hex}",
             "highlight_in": 3600}) as response:
-        snippet_id = (await response.json())["id"]
-    job_id = f"highlight:{snippet_id}:1"
+        snippet_id = int((await response.json())["id"])
+    return snippet_id, highlight_job_id(snippet_id, 1)
+
+
+async def test_stop_a_deferred_job_keeps_its_time_when_requeued(
+        abort_stack: Stack, pool: ArqRedis, http: aiohttp.ClientSession) -> None:
+    snippet_id, job_id = await deferred_snippet(http, abort_stack)
     run_at = await pool.zscore(QUEUE, job_id)
     assert run_at is not None
     assert 'class="state state-scheduled">scheduled<' in await job_page(http, abort_stack, job_id)
@@ -137,11 +142,7 @@ async def test_stop_a_deferred_job_keeps_its_time_when_requeued(
 
 async def test_stop_and_requeue_need_the_csrf_token(
         abort_stack: Stack, pool: ArqRedis, http: aiohttp.ClientSession) -> None:
-    async with http.post(f"{abort_stack.url}/api/snippets", json={
-            "language": "python", "code": f"later # {uuid.uuid4().hex}",
-            "highlight_in": 3600}) as response:
-        snippet_id = (await response.json())["id"]
-    job_id = f"highlight:{snippet_id}:1"
+    snippet_id, job_id = await deferred_snippet(http, abort_stack)
     token = await form_token(http, abort_stack.url)
     for verb in ("stop", "requeue"):
         async with http.post(f"{abort_stack.url}/jobs/job/{job_id}/{verb}",

@@ -7,42 +7,25 @@ import asyncio
 import base64
 import re
 import time
-import uuid
 
 import aiohttp
 import pytest
 import redis
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Page, expect
 
 from snippet_service import deadset
 from snippet_service.config import Config
 from snippet_service.queue import open_pool
 from snippet_service.web.dashboard.access import _is_loopback
 from tests.conftest import MakeStack, fresh_redis_url
-from tests.helpers import create_via_api, until, wait_for_snippet
-from tests.servers import ROOT, Stack
-
-SCREENSHOTS = ROOT / "var" / "screenshots"
+from tests.helpers import create_via_api, shot, unique, until, wait_for_snippet
+from tests.servers import Stack
 
 
 @pytest.fixture
 def dash_stack(make_stack: MakeStack, flaky_highlighter: str) -> Stack:
     """Retries on Sidekiq's real schedule, so a failed job waits 15–25 s to retry."""
     return make_stack(shared=True, highlighter_url=flaky_highlighter, HIGHLIGHT_RETRIES="3")
-
-
-@pytest.fixture
-async def page(browser: Browser) -> Page:
-    return await browser.new_page(viewport={"width": 1280, "height": 900})
-
-
-async def shot(page: Page, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    await page.screenshot(path=str(SCREENSHOTS / f"jobs-{name}.png"), full_page=True)
-
-
-def unique(code: str) -> str:
-    return f"{code} # {uuid.uuid4().hex[:8]}"
 
 
 @pytest.mark.timeout(180)

@@ -6,22 +6,20 @@ hand and closed by its probe."""
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
 from arq.connections import ArqRedis
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Page, expect
 
 from snippet_service import control, deadset
 from snippet_service.config import Config
 from snippet_service.queue import open_pool
 from tests.conftest import MakeStack
-from tests.helpers import create_via_api, snippet_json, until, wait_for_snippet
-from tests.servers import ROOT, Stack
+from tests.helpers import create_via_api, shot, snippet_json, unique, until, wait_for_snippet
+from tests.servers import Stack
 
-SCREENSHOTS = ROOT / "var" / "screenshots"
 QUEUE = "snippets:queue"
 PAGES = [  # tab label, route path, heading
     ("Dashboard", "/jobs", "Dashboard"), ("Busy", "/jobs/busy", "Busy"),
@@ -45,20 +43,6 @@ async def pool(ui_stack: Stack) -> AsyncIterator[ArqRedis]:
     redis = await open_pool(Config(redis_url=ui_stack.redis_url))
     yield redis
     await redis.aclose()
-
-
-@pytest.fixture
-async def page(browser: Browser) -> Page:
-    return await browser.new_page(viewport={"width": 1280, "height": 900})
-
-
-async def shot(page: Page, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    await page.screenshot(path=str(SCREENSHOTS / f"jobs-{name}.png"), full_page=True)
-
-
-def unique(code: str) -> str:
-    return f"{code} # {uuid.uuid4().hex[:8]}"
 
 
 async def seed(http: aiohttp.ClientSession, stack: Stack, pool: ArqRedis) -> dict[str, int]:
