@@ -23,7 +23,14 @@ from playwright.async_api import Browser, Page, async_playwright
 
 from tests.databases import row_count
 from tests.postgres import PrivatePostgres
-from tests.servers import Process, Stack, base_env, python_server, start_private_valkey
+from tests.servers import (
+    OwnValkey,
+    Process,
+    Stack,
+    base_env,
+    python_server,
+    start_private_valkey,
+)
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -205,6 +212,14 @@ def require_chromium() -> None:
     if in_ci():
         pytest.fail(f"CI=true: the browser tests must run, but {reason}", pytrace=False)
     pytest.skip(reason)
+
+
+@pytest.fixture
+def own_valkey(tmp_path: Path) -> Iterator[OwnValkey]:
+    """A Valkey of this test's own, which it may kill, restart or stop."""
+    server = OwnValkey(tmp_path / "valkey")
+    yield server
+    server.kill()
 
 
 @pytest.fixture

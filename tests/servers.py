@@ -103,6 +103,30 @@ def start_private_valkey(data_dir: Path) -> tuple[subprocess.Popen[bytes], int]:
     raise RuntimeError(f"valkey-server did not start in {START_ATTEMPTS} attempts")
 
 
+class OwnValkey:
+    """A private Valkey on a port of its own that a test may kill and start again (empty),
+    or stop (SIGSTOP: every call to it hangs)."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.process, self.port = start_private_valkey(data_dir)
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = start_valkey(self.port, self.data_dir, persistent=False)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)  # a stopped one, too
+            self.process.kill()
+        self.process.wait()
+
+    def hang(self) -> None:
+        self.process.send_signal(signal.SIGSTOP)
+        wait_until(lambda: psutil.Process(self.process.pid).status() == psutil.STATUS_STOPPED,
+                   5, "valkey-server did not stop")
+
+
 def _valkey_on(port: int, data_dir: Path) -> subprocess.Popen[bytes] | None:
     """valkey-server listening on ``port`` itself, or None if it could not."""
     try:

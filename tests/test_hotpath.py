@@ -18,12 +18,11 @@ from arq.jobs import Job, JobStatus
 from snippet_service.config import Config
 from snippet_service.queue import highlight_job_id, open_pool
 from tests.conftest import MakeStack
-from tests.databases import statuses, writes_per_snippet
+from tests.databases import count_highlight_writes, statuses, writes_per_snippet
 from tests.helpers import create_via_api, until, wait_for_snippet
-from tests.servers import Stack
-from tests.test_recovery import Valkey, count_highlight_writes, own_valkey, wait_for_calls
+from tests.servers import OwnValkey, Stack
+from tests.test_recovery import wait_for_calls
 
-__all__ = ["own_valkey"]  # a fixture this module uses
 pytestmark = pytest.mark.spread  # every test starts a stack of its own
 
 
@@ -117,7 +116,7 @@ async def test_sigkill_with_1000_in_flight_mid_batch_loses_nothing(
 
 @pytest.mark.timeout(240)
 async def test_valkey_restarted_mid_batch_loses_nothing(
-        make_stack: MakeStack, own_valkey: Valkey, flaky_highlighter: str,
+        make_stack: MakeStack, own_valkey: OwnValkey, flaky_highlighter: str,
         http: aiohttp.ClientSession) -> None:
     stack = make_stack(redis_url=own_valkey.url, highlighter_url=flaky_highlighter,
                        WORKER_MAX_JOBS="500", RECONCILE_INTERVAL="1", RECONCILE_AFTER="1")

@@ -10,46 +10,18 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 import redis
 
-from snippet_service.valkey import start_valkey
 from tests.conftest import MakeStack
 from tests.databases import count_highlight_writes, highlight_writes
 from tests.helpers import create_via_api, create_via_form, until, wait_for_snippet
-from tests.servers import ROOT, Stack, start_private_valkey
+from tests.servers import ROOT, OwnValkey, Stack
 
 pytestmark = pytest.mark.spread  # most tests start a stack of their own
-
-
-class Valkey:
-    """A private Valkey on a fixed port that a test can kill and start again, empty."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self.data_dir = data_dir
-        self.process: subprocess.Popen[bytes] | None
-        self.process, self.port = start_private_valkey(data_dir)
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.process = start_valkey(self.port, self.data_dir, persistent=False)
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.kill()
-        self.process.wait()
-
-
-@pytest.fixture
-def own_valkey(tmp_path: Path) -> Iterator[Valkey]:
-    server = Valkey(tmp_path / "valkey")
-    yield server
-    if server.process and server.process.poll() is None:
-        server.kill()
 
 
 async def upstream_calls(http: aiohttp.ClientSession, upstream: str, code: str) -> int:
@@ -120,7 +92,7 @@ async def test_sigterm_grace(make_stack: MakeStack, flaky_highlighter: str,
 @pytest.mark.timeout(180)
 @pytest.mark.usefixtures("backend")
 async def test_valkey_restarted_empty_loses_no_snippet(
-        make_stack: MakeStack, own_valkey: Valkey, http: aiohttp.ClientSession) -> None:
+        make_stack: MakeStack, own_valkey: OwnValkey, http: aiohttp.ClientSession) -> None:
     stack = make_stack(redis_url=own_valkey.url, RECONCILE_INTERVAL="1", RECONCILE_AFTER="1")
     assert stack.worker is not None
     stack.worker.stop()
@@ -152,7 +124,7 @@ async def test_valkey_restarted_empty_loses_no_snippet(
 @pytest.mark.timeout(120)
 @pytest.mark.usefixtures("backend")
 async def test_worker_and_web_ride_out_a_valkey_outage(
-        make_stack: MakeStack, own_valkey: Valkey, http: aiohttp.ClientSession) -> None:
+        make_stack: MakeStack, own_valkey: OwnValkey, http: aiohttp.ClientSession) -> None:
     stack = make_stack(redis_url=own_valkey.url, RECONCILE_INTERVAL="1", RECONCILE_AFTER="1")
     worker = stack.worker
     assert worker is not None

@@ -10,7 +10,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
@@ -22,7 +21,7 @@ from snippet_service.config import Config
 from snippet_service.queue import open_pool
 from tests.conftest import MakeStack
 from tests.helpers import create_via_api, until, wait_for_snippet, wait_until
-from tests.servers import ROOT, Process, Stack, base_env, start_private_valkey
+from tests.servers import ROOT, OwnValkey, Process, Stack, base_env
 
 pytestmark = pytest.mark.spread  # each test starts a stack of its own
 
@@ -30,32 +29,6 @@ ARQ = str(Path(sys.executable).parent / "arq")
 RUN_WORKER = [sys.executable, "run_worker.py"]
 ARQ_WORKER = [ARQ, "tasks.worker.WorkerSettings"]
 STOP_WITHIN = 5.0
-
-
-class Valkey:
-    """A private Valkey that a test may kill, or stop (SIGSTOP: every call to it hangs)."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self.process, port = start_private_valkey(data_dir)
-        self.url = f"redis://127.0.0.1:{port}/0"
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGCONT)
-            self.process.kill()
-        self.process.wait()
-
-    def hang(self) -> None:
-        self.process.send_signal(signal.SIGSTOP)
-        wait_until(lambda: psutil.Process(self.process.pid).status() == psutil.STATUS_STOPPED,
-                   5, "valkey-server did not stop")
-
-
-@pytest.fixture
-def own_valkey(tmp_path: Path) -> Iterator[Valkey]:
-    server = Valkey(tmp_path / "valkey")
-    yield server
-    server.kill()
 
 
 def start_worker(stack: Stack, name: str, command: list[str], **env: str) -> Process:
@@ -96,7 +69,7 @@ async def upstream_calls(http: aiohttp.ClientSession, upstream: str, code: str) 
     ("job-running", signal.SIGINT),
 ])
 async def test_a_signal_stops_the_worker_at_once_and_cleanly(
-        make_stack: MakeStack, own_valkey: Valkey, flaky_highlighter: str,
+        make_stack: MakeStack, own_valkey: OwnValkey, flaky_highlighter: str,
         http: aiohttp.ClientSession, state: str, sig: signal.Signals) -> None:
     """No traceback, exit 0, within 5 s; a running job first finishes within the grace."""
     stack = make_stack(redis_url=own_valkey.url, highlighter_url=flaky_highlighter,
