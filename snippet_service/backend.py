@@ -38,6 +38,8 @@ class Database(abc.ABC):
     name: ClassVar[str]
     #: what follows ``FROM snippets`` in the list and status queries (an index hint)
     summary_index: ClassVar[str] = ""
+    #: what follows ``FROM snippets`` in the status check (an index hint)
+    state_index: ClassVar[str] = ""
 
     @abc.abstractmethod
     async def open(self) -> None:

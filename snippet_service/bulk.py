@@ -5,29 +5,21 @@ either backend applies it atomically in autocommit mode."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from snippet_service.db import (
     HIGHLIGHTED,
     INSERT_COLUMNS,
     PENDING,
     Database,
+    Draft,
     Snippet,
     insert_row,
+    new_id,
     new_snippet,
     utcnow,
 )
 
-
-@dataclass(frozen=True)
-class Draft:
-    """A snippet to create: see :func:`create_snippet`."""
-
-    language: str
-    plain_code: str
-    highlight_in: float = 0.0
-    expires_in: float | None = None
-
+__all__ = ["Draft", "create_snippets", "get_snippets", "mark_many_highlighted"]
 
 # One multi-row statement stays well below SQLite's 32,766 bound parameters (and
 # PostgreSQL's 32,767).
@@ -40,31 +32,27 @@ async def create_snippets(database: Database, drafts: Sequence[Draft]) -> list[S
     for first in range(0, len(drafts), MAX_BATCH_ROWS):
         chunk, now = drafts[first:first + MAX_BATCH_ROWS], utcnow()
         row_marks = f"({', '.join('?' * len(INSERT_COLUMNS))})"
-        returned = await database.write_returning(
+        ids = [new_id() for _ in chunk]
+        changed = await database.write(
             f"INSERT INTO snippets ({', '.join(INSERT_COLUMNS)})"
-            f" VALUES {', '.join([row_marks] * len(chunk))} RETURNING id",
-            tuple(value for d in chunk for value in
-                  insert_row(d.language, d.plain_code, d.highlight_in, d.expires_in, now)),
+            f" VALUES {', '.join([row_marks] * len(chunk))}",
+            tuple(value for d, ident in zip(chunk, ids, strict=True)
+                  for value in insert_row(d, ident, now)),
         )
-        # Either backend gives the rows of one statement rising ids in VALUES order
-        # (SQLite's AUTOINCREMENT; PostgreSQL's identity, drawn row by row).
-        ids = sorted(row[0] for row in returned)
-        if len(ids) != len(chunk):
-            raise RuntimeError(f"inserted {len(ids)} of {len(chunk)} snippets")
-        created.extend(new_snippet(snippet_id, d.language, d.plain_code, d.highlight_in,
-                                   d.expires_in, now)
-                       for snippet_id, d in zip(ids, chunk, strict=True))
+        if changed != len(chunk):
+            raise RuntimeError(f"inserted {changed} of {len(chunk)} snippets")
+        created.extend(new_snippet(d, ident, now) for d, ident in zip(chunk, ids, strict=True))
     return created
 
 
-async def get_snippets(database: Database, snippet_ids: Sequence[int]) -> dict[int, Snippet]:
+async def get_snippets(database: Database, snippet_ids: Sequence[str]) -> dict[str, Snippet]:
     """The unexpired snippets among these ids, in one query (missing ids are left out)."""
-    found: dict[int, Snippet] = {}
+    found: dict[str, Snippet] = {}
     unique = list(dict.fromkeys(snippet_ids))
     for first in range(0, len(unique), MAX_BATCH_ROWS):
         chunk = unique[first:first + MAX_BATCH_ROWS]
         rows = await database.fetch(
-            f"SELECT * FROM snippets WHERE id IN ({', '.join('?' * len(chunk))})"
+            f"SELECT * FROM snippets WHERE slug IN ({', '.join('?' * len(chunk))})"
             " AND (expires_at IS NULL OR expires_at > ?)",
             (*chunk, utcnow()),
         )
@@ -75,26 +63,26 @@ async def get_snippets(database: Database, snippet_ids: Sequence[int]) -> dict[i
 
 
 async def mark_many_highlighted(
-    database: Database, results: Sequence[tuple[int, int, str]]
-) -> set[tuple[int, int]]:
+    database: Database, results: Sequence[tuple[str, int, str]]
+) -> set[tuple[str, int]]:
     """Store many (snippet id, revision, html) results in one statement per chunk (group
     commit). As with :func:`mark_highlighted`, a row is written only while that revision is
     still pending; returns the (id, revision) pairs that were written."""
-    written: set[tuple[int, int]] = set()
-    ordered = sorted(results)  # rows locked in id order: two writers never deadlock
+    written: set[tuple[str, int]] = set()
+    ordered = sorted(results)  # rows locked in one order: two writers never deadlock
     for first in range(0, len(ordered), MAX_BATCH_ROWS):
         chunk = ordered[first:first + MAX_BATCH_ROWS]
         # PostgreSQL types a VALUES list's parameters from its first row.
-        values = ", ".join(["(CAST(? AS BIGINT), CAST(? AS INTEGER), CAST(? AS TEXT))"]
+        values = ", ".join(["(CAST(? AS TEXT), CAST(? AS INTEGER), CAST(? AS TEXT))"]
                            + ["(?, ?, ?)"] * (len(chunk) - 1))
         rows = await database.write_returning(
-            f"WITH done(id, revision, html) AS (VALUES {values})"
+            f"WITH done(slug, revision, html) AS (VALUES {values})"
             " UPDATE snippets SET highlighted_code = done.html, status = ?, error = NULL,"
-            " updated_at = ? FROM done WHERE snippets.id = done.id"
+            " updated_at = ? FROM done WHERE snippets.slug = done.slug"
             " AND snippets.revision = done.revision AND snippets.status = ?"
-            " RETURNING snippets.id, snippets.revision",
+            " RETURNING snippets.slug, snippets.revision",
             (*(value for result in chunk for value in result), HIGHLIGHTED, utcnow(),
              PENDING),
         )
-        written.update((int(row[0]), int(row[1])) for row in rows)
+        written.update((str(row[0]), int(row[1])) for row in rows)
     return written

@@ -29,9 +29,12 @@ from snippet_service.backend import as_utc
 from snippet_service.config import Config, ConfigError
 
 COLUMNS = ("id", "language", "plain_code", "highlighted_code", "status", "error", "revision",
-           "created_at", "updated_at", "highlight_at", "expires_at", "queued_at")
+           "created_at", "updated_at", "highlight_at", "expires_at", "queued_at", "slug",
+           "title", "visibility", "owner_hash", "parent_id", "burn_after_reading", "detected",
+           "ansi_code", "ansi_revision")
 TIME_COLUMNS = frozenset(db.TIME_COLUMNS)
-PAGE_ROWS = 500  # 12 parameters a row: well below either backend's limit
+BOOL_COLUMNS = frozenset(db.BOOL_COLUMNS)  # SQLite's 0/1, PostgreSQL's booleans
+PAGE_ROWS = 500  # 21 parameters a row: well below either backend's limit
 _ROW = f"({', '.join('?' * len(COLUMNS))})"
 _UPSERT_TAIL = (
     " ON CONFLICT (id) DO UPDATE SET "
@@ -87,7 +90,8 @@ class Report:
 def _values(row: db.Row) -> list[Any]:
     """A source row as parameters: times as aware datetimes, which each backend stores its
     own way (text for SQLite, timestamptz for PostgreSQL)."""
-    return [as_utc(row[name]) if name in TIME_COLUMNS and row[name] is not None else row[name]
+    return [as_utc(row[name]) if name in TIME_COLUMNS and row[name] is not None
+            else bool(row[name]) if name in BOOL_COLUMNS else row[name]
             for name in COLUMNS]
 
 

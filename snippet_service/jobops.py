@@ -37,7 +37,7 @@ async def retry_dead(redis: ArqRedis, database: db.Database, job_id: str) -> boo
     if job is None:
         return False
     if job.function == HIGHLIGHT_JOB:
-        snippet_id = int(job.args[0])
+        snippet_id = str(job.args[0])
         state = await db.snippet_status(database, snippet_id)
         died = revision_of(job_id)
         # Only the revision that died is highlighted again: once the snippet has moved on
@@ -143,7 +143,7 @@ async def kill_retrying(
     record.failed_at, record.next_at = time.time(), None
     await deadset.record_dead(redis, record)
     if record.function == HIGHLIGHT_JOB and record.args:
-        await snippets.fail(database, redis, int(record.args[0]), revision_of(job_id),
+        await snippets.fail(database, redis, str(record.args[0]), revision_of(job_id),
                             record.error)
     return True
 

@@ -49,6 +49,28 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX snippets_summary ON snippets (id)
         INCLUDE (status, revision, expires_at, language, created_at, updated_at);
     """,
+    """
+    ALTER TABLE snippets ADD COLUMN slug TEXT;
+    UPDATE snippets SET slug = CAST(id AS TEXT);
+    CREATE UNIQUE INDEX snippets_slug ON snippets (slug) INCLUDE (status, revision, expires_at);
+    ALTER TABLE snippets ADD COLUMN title TEXT;
+    ALTER TABLE snippets ADD COLUMN visibility TEXT NOT NULL DEFAULT 'unlisted'
+        CHECK (visibility IN ('unlisted', 'public'));
+    ALTER TABLE snippets ADD COLUMN owner_hash TEXT;
+    ALTER TABLE snippets ADD COLUMN parent_id TEXT;
+    ALTER TABLE snippets ADD COLUMN burn_after_reading BOOLEAN NOT NULL DEFAULT FALSE;
+    ALTER TABLE snippets ADD COLUMN detected BOOLEAN NOT NULL DEFAULT FALSE;
+    ALTER TABLE snippets ADD COLUMN ansi_code TEXT;
+    ALTER TABLE snippets ADD COLUMN ansi_revision INTEGER;
+    DROP INDEX snippets_summary;
+    CREATE INDEX snippets_public ON snippets (id)
+        INCLUDE (slug, title, status, expires_at, language, created_at, updated_at)
+        WHERE visibility = 'public';
+    CREATE FUNCTION snippets_number_id() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN NEW.slug := CAST(NEW.id AS TEXT); RETURN NEW; END $$;
+    CREATE TRIGGER snippets_number_id BEFORE INSERT ON snippets FOR EACH ROW
+        WHEN (NEW.slug IS NULL) EXECUTE FUNCTION snippets_number_id();
+    """,
 )
 
 MIGRATION_LOCK = 0x736E6970  # pg_advisory_xact_lock key: "snip"

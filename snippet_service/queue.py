@@ -26,6 +26,7 @@ from redis.exceptions import (
 )
 
 from snippet_service.config import Config, mask_url
+from snippet_service.db import ID_PATTERN
 
 logger = logging.getLogger("snippet_service.queue")
 
@@ -143,17 +144,17 @@ async def redis_ctx(config: Config) -> AsyncIterator[ArqRedis]:
         await redis.aclose(close_connection_pool=True)
 
 
-def highlight_job_id(snippet_id: int, revision: int) -> str:
+def highlight_job_id(snippet_id: str, revision: int) -> str:
     """The job id of one revision of a snippet: enqueueing it twice is harmless."""
     return f"highlight:{snippet_id}:{revision}"
 
 
-def highlight_target(job_id: str) -> tuple[int, int] | None:
+def highlight_target(job_id: str) -> tuple[str, int] | None:
     """The (snippet id, revision) a highlight job id names (None for other job ids)."""
     parts = job_id.split(":")
-    if (len(parts) >= 3 and parts[0] == "highlight"
-            and all(part.isascii() and part.isdigit() for part in parts[1:3])):
-        return int(parts[1]), int(parts[2])
+    if (len(parts) >= 3 and parts[0] == "highlight" and ID_PATTERN.fullmatch(parts[1])
+            and parts[2].isascii() and parts[2].isdigit()):
+        return parts[1], int(parts[2])
     return None
 
 
@@ -163,12 +164,12 @@ def revision_of(job_id: str) -> int | None:
     return target[1] if target else None
 
 
-def expire_job_id(snippet_id: int) -> str:
+def expire_job_id(snippet_id: str) -> str:
     return f"expire:{snippet_id}"
 
 
 async def enqueue_highlight(
-    redis: ArqRedis, snippet_id: int, revision: int, run_at: datetime | None = None
+    redis: ArqRedis, snippet_id: str, revision: int, run_at: datetime | None = None
 ) -> Job | None:
     """Enqueue the highlight job (the snippet id is its only argument), deferred to run_at."""
     return await redis.enqueue_job(
@@ -234,7 +235,7 @@ async def enqueue_many(redis: ArqRedis, jobs: list[NewJob], queue_name: str) -> 
     return [bool(flag) for flag in added]
 
 
-def snippet_jobs(snippet_id: int, revision: int, highlight_at: datetime | None,
+def snippet_jobs(snippet_id: str, revision: int, highlight_at: datetime | None,
                  expires_at: datetime | None) -> list[NewJob]:
     """A new snippet's jobs: its highlight (deferred to highlight_at) and, for an expiring
     snippet, its deferred delete."""
@@ -255,10 +256,10 @@ async def clear_result(redis: ArqRedis, job_id: str) -> None:
     await redis.delete(RESULT_KEY_PREFIX + job_id)
 
 
-async def publish_done(redis: ArqRedis, snippet_id: int) -> None:
+async def publish_done(redis: ArqRedis, snippet_id: str) -> None:
     """Tell every web process that a snippet finished highlighting (best effort: pages
     also re-read the database every few seconds)."""
     try:
-        await redis.publish(DONE_CHANNEL, str(snippet_id))
+        await redis.publish(DONE_CHANNEL, snippet_id)
     except (RedisError, OSError) as exc:
-        logger.warning("could not announce snippet %d: %r", snippet_id, exc)
+        logger.warning("could not announce snippet %s: %r", snippet_id, exc)

@@ -71,12 +71,12 @@ class Intake:
         try:
             await enqueue_many(self._redis, jobs, self._queue_name)
         except REDIS_ERRORS as exc:
-            logger.warning("snippets %d-%d stored but not enqueued: %r",
+            logger.warning("snippets %s-%s stored but not enqueued: %r",
                            snippets[0].id, snippets[-1].id, exc)
         return snippets
 
 
-async def rehighlight(database: db.Database, redis: ArqRedis, snippet_id: int,
+async def rehighlight(database: db.Database, redis: ArqRedis, snippet_id: str,
                       language: str | None = None) -> db.Snippet:
     """Highlight a snippet again (optionally in another language) as a new revision, with
     a new job id (never blocked by the old job's kept result); pages showing it update.
@@ -86,12 +86,12 @@ async def rehighlight(database: db.Database, redis: ArqRedis, snippet_id: int,
         await publish_done(redis, snippet_id)  # every web process drops its cached copy
         await enqueue_highlight(redis, snippet_id, snippet.revision)
     except REDIS_ERRORS as exc:
-        logger.warning("snippet %d revision %d not enqueued: %r", snippet_id,
+        logger.warning("snippet %s revision %d not enqueued: %r", snippet_id,
                        snippet.revision, exc)
     return snippet
 
 
-async def fail(database: db.Database, redis: ArqRedis, snippet_id: int,
+async def fail(database: db.Database, redis: ArqRedis, snippet_id: str,
                revision: int | None, reason: str) -> bool:
     """Mark one revision (None: the current one) of a pending snippet failed with the
     reason, and announce it; False if that revision was not pending (or the snippet is
@@ -107,12 +107,21 @@ async def fail(database: db.Database, redis: ArqRedis, snippet_id: int,
     return failed
 
 
-async def delete(database: db.Database, redis: ArqRedis, snippet_id: int) -> bool:
+async def delete(database: db.Database, redis: ArqRedis, snippet_id: str) -> bool:
     """Delete a snippet (an expiring one's deferred delete job does this at its expiry)
     and announce it, so web processes drop their cached copies; False if already gone."""
     deleted = await db.delete_snippet(database, snippet_id)
     await publish_done(redis, snippet_id)
     return deleted
+
+
+async def burn(database: db.Database, redis: ArqRedis, snippet_id: str) -> db.Snippet:
+    """Read a burn-after-reading snippet for the one reader it has: deleted as it is read
+    (of two readers at once only one gets it) and announced. Raises SnippetNotFound."""
+    snippet = await db.take_snippet(database, snippet_id)
+    logger.info("snippet %s read once and deleted (burn after reading)", snippet_id)
+    await publish_done(redis, snippet_id)
+    return snippet
 
 
 async def expire_overdue(database: db.Database) -> int:
@@ -130,7 +139,7 @@ async def requeue_lost(database: db.Database, redis: ArqRedis, older_than: float
     deferred ones still no earlier than asked; returns how many. A job an operator stopped
     (:data:`STOPPED_JOBS`) is left alone."""
     now = db.utcnow()
-    checked: list[int] = []
+    checked: list[str] = []
     requeued = 0
     for snippet in await db.stale_pending(database, older_than):
         checked.append(snippet.id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -45,6 +46,30 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX snippets_summary ON snippets (id, status, revision, expires_at, language,
         created_at, updated_at, substr(plain_code, 1, 200));
     """,
+    # Public ids (a snippet made before keeps its number as its id, as does one a process
+    # of an earlier version inserts while it is still running), titles, visibility,
+    # owners, forks, burn after reading, detected languages and the terminal colouring.
+    # Only public snippets are listed: the list's index holds just them.
+    """
+    ALTER TABLE snippets ADD COLUMN slug TEXT;
+    UPDATE snippets SET slug = CAST(id AS TEXT);
+    CREATE UNIQUE INDEX snippets_slug ON snippets (slug);
+    CREATE INDEX snippets_state ON snippets (slug, status, revision, expires_at);
+    ALTER TABLE snippets ADD COLUMN title TEXT;
+    ALTER TABLE snippets ADD COLUMN visibility TEXT NOT NULL DEFAULT 'unlisted'
+        CHECK (visibility IN ('unlisted', 'public'));
+    ALTER TABLE snippets ADD COLUMN owner_hash TEXT;
+    ALTER TABLE snippets ADD COLUMN parent_id TEXT;
+    ALTER TABLE snippets ADD COLUMN burn_after_reading INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE snippets ADD COLUMN detected INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE snippets ADD COLUMN ansi_code TEXT;
+    ALTER TABLE snippets ADD COLUMN ansi_revision INTEGER;
+    DROP INDEX snippets_summary;
+    CREATE INDEX snippets_public ON snippets (id, slug, title, status, expires_at, language,
+        created_at, updated_at, substr(plain_code, 1, 200)) WHERE visibility = 'public';
+    CREATE TRIGGER snippets_number_id AFTER INSERT ON snippets WHEN NEW.slug IS NULL
+        BEGIN UPDATE snippets SET slug = CAST(NEW.id AS TEXT) WHERE id = NEW.id; END;
+    """,
 )
 
 
@@ -59,8 +84,10 @@ class Database(backend.Database):
     """A fixed number of SQLite connections shared by coroutines; writes go one at a time."""
 
     name = "sqlite"
-    # Lists and status checks name the index that holds everything they read (migration 3).
-    summary_index = " INDEXED BY snippets_summary"
+    # The public list and the status checks name the indexes that hold everything they
+    # read (migration 4), so neither reads a row's code or HTML.
+    summary_index = " INDEXED BY snippets_public"
+    state_index = " INDEXED BY snippets_state"
 
     def __init__(self, path: Path, size: int) -> None:
         self.path = path
@@ -177,6 +204,7 @@ async def migrate(db: Database) -> None:
         version = row[0] if row else 0
         for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
             logger.info("applying migration %d", number)
-            for statement in filter(str.strip, script.split(";")):
+            # statements end a line with ";" (a trigger's body has its own ";" inside)
+            for statement in filter(str.strip, re.split(r";[ \t]*\n", script)):
                 await conn.execute(statement)
             await conn.execute(f"PRAGMA user_version = {number}")

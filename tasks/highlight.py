@@ -16,11 +16,12 @@ from tasks.store import SnippetStore
 logger = logging.getLogger("tasks.highlight")
 
 
-async def highlight_snippet(ctx: dict[str, Any], snippet_id: int) -> str:
+async def highlight_snippet(ctx: dict[str, Any], snippet_id: str) -> str:
     """Highlight one snippet by id; safe to run twice (only a pending revision is written).
 
     Highlighter errors propagate: the retry policy decides whether to try again.
     """
+    snippet_id = str(snippet_id)  # a job enqueued before ids were strings carries a number
     store: SnippetStore = ctx["snippets"]
     snippet = await store.get(snippet_id)  # one query for the jobs started with this one
     if snippet is None:
@@ -43,15 +44,17 @@ async def highlight_snippet(ctx: dict[str, Any], snippet_id: int) -> str:
 
 
 async def highlight_failed(
-    ctx: dict[str, Any], exc: Exception, message: str, snippet_id: int
+    ctx: dict[str, Any], exc: Exception, message: str, snippet_id: str
 ) -> None:
     """The job is dead: the snippet shows `failed` with the reason (the revision its job id
     names; the current one for a job enqueued under another id)."""
+    snippet_id = str(snippet_id)
     revision = revision_of(ctx.get("job_id", ""))
     await snippets.fail(ctx["db"], ctx["redis"], snippet_id, revision, message)
 
 
-async def expire_snippet(ctx: dict[str, Any], snippet_id: int) -> str:
+async def expire_snippet(ctx: dict[str, Any], snippet_id: str) -> str:
     """The deferred delete of an expiring snippet (reads hide it once expired anyway)."""
+    snippet_id = str(snippet_id)
     deleted = await snippets.delete(ctx["db"], ctx["redis"], snippet_id)
     return "deleted" if deleted else "already gone"

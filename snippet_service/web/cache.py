@@ -17,28 +17,37 @@ from dataclasses import dataclass
 
 MAX_ENTRIES = 2000
 MAX_BYTES = 64 * 1024 * 1024
-KINDS = ("page", "json", "code")
+KINDS = ("page", "json", "code", "text")
 
 
 @dataclass(frozen=True)
 class Entry:
     body: bytes
     expires_at: float | None
+    owner_hash: str | None = None  # its owner is shown another page (see web/lookup.py)
 
 
 class PageCache:
     """A least-recently-used map of (kind, snippet id) to rendered bodies, bounded in size."""
 
     def __init__(self, max_entries: int = MAX_ENTRIES, max_bytes: int = MAX_BYTES) -> None:
-        self._entries: OrderedDict[tuple[str, int], Entry] = OrderedDict()
-        self._rendering: dict[tuple[str, int], asyncio.Task[bytes]] = {}
+        self._entries: OrderedDict[tuple[str, str], Entry] = OrderedDict()
+        self._rendering: dict[tuple[str, str], asyncio.Task[bytes]] = {}
         self._bytes = 0
         self.evictions = 0  # read before a miss; put() refuses a body older than an eviction
+        # Burn-after-reading snippets this process handed to their one reader: a request
+        # that shared that reading (see shared()) must not see it too.
+        self._burned: OrderedDict[str, None] = OrderedDict()
         self.max_entries = max_entries
         self.max_bytes = max_bytes
 
-    def get(self, kind: str, snippet_id: int) -> bytes | None:
+    def get(self, kind: str, snippet_id: str) -> bytes | None:
         """The cached body, or None (also once the snippet has expired)."""
+        entry = self.entry(kind, snippet_id)
+        return None if entry is None else entry.body
+
+    def entry(self, kind: str, snippet_id: str) -> Entry | None:
+        """The cached entry, or None (also once the snippet has expired)."""
         entry = self._entries.get((kind, snippet_id))
         if entry is None:
             return None
@@ -46,21 +55,21 @@ class PageCache:
             self.evict(snippet_id)
             return None
         self._entries.move_to_end((kind, snippet_id))
-        return entry.body
+        return entry
 
-    def put(self, kind: str, snippet_id: int, body: bytes, expires_at: float | None,
-            evictions: int) -> None:
+    def put(self, kind: str, snippet_id: str, body: bytes, expires_at: float | None,
+            evictions: int, owner_hash: str | None = None) -> None:
         """Keep a body of a finished snippet (one of KINDS), rendered from a read made when
         ``evictions`` was current: if anything was evicted since, the body may be stale."""
         if evictions != self.evictions or kind not in KINDS or len(body) > self.max_bytes // 8:
             return
         self._drop((kind, snippet_id))
-        self._entries[(kind, snippet_id)] = Entry(body, expires_at)
+        self._entries[(kind, snippet_id)] = Entry(body, expires_at, owner_hash)
         self._bytes += len(body)
         while len(self._entries) > self.max_entries or self._bytes > self.max_bytes:
             self._drop(next(iter(self._entries)))
 
-    async def shared(self, kind: str, snippet_id: int,
+    async def shared(self, kind: str, snippet_id: str,
                      render: Callable[[], Awaitable[bytes]]) -> bytes:
         """``render()``, or the rendering of the same body already under way: one read and
         one copy however many requests ask at once (a caller that is cancelled does not
@@ -72,13 +81,21 @@ class PageCache:
             task.add_done_callback(lambda done: self._finished(key, done))
         return await asyncio.shield(task)
 
-    def _finished(self, key: tuple[str, int], task: asyncio.Task[bytes]) -> None:
+    def _finished(self, key: tuple[str, str], task: asyncio.Task[bytes]) -> None:
         if self._rendering.get(key) is task:
             del self._rendering[key]
         if not task.cancelled():
             task.exception()  # retrieved here too, in case every caller was cancelled
 
-    def evict(self, snippet_id: int) -> None:
+    def note_burned(self, snippet_id: str) -> None:
+        self._burned[snippet_id] = None
+        while len(self._burned) > MAX_ENTRIES:
+            self._burned.popitem(last=False)
+
+    def was_burned(self, snippet_id: str) -> bool:
+        return snippet_id in self._burned
+
+    def evict(self, snippet_id: str) -> None:
         """Forget every page of this snippet."""
         self.evictions += 1
         for kind in KINDS:
@@ -89,7 +106,7 @@ class PageCache:
         self._entries.clear()
         self._bytes = 0
 
-    def _drop(self, key: tuple[str, int]) -> None:
+    def _drop(self, key: tuple[str, str]) -> None:
         entry = self._entries.pop(key, None)
         if entry is not None:
             self._bytes -= len(entry.body)

@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from snippet_service.control import CONTROL_NOTICE, ControlState
+from snippet_service.db import ID_PATTERN
 from snippet_service.queue import DONE_CHANNEL
 from snippet_service.web.cache import PageCache
 
@@ -97,12 +98,12 @@ class DoneListener:
     def __init__(self, redis: Redis, cache: PageCache) -> None:
         self._redis = redis
         self._cache = cache
-        self._watchers: defaultdict[int, set[asyncio.Event]] = defaultdict(set)
+        self._watchers: defaultdict[str, set[asyncio.Event]] = defaultdict(set)
         # Paused queues and the breaker, re-read when the channel says they changed.
         self.control = ControlState()
 
     @contextmanager
-    def watch(self, snippet_id: int) -> Iterator[asyncio.Event]:
+    def watch(self, snippet_id: str) -> Iterator[asyncio.Event]:
         """An event set when the snippet may have finished (or the listener reconnected)."""
         event = asyncio.Event()
         self._watchers[snippet_id].add(event)
@@ -114,7 +115,7 @@ class DoneListener:
             if not watchers:
                 del self._watchers[snippet_id]
 
-    def _wake(self, snippet_id: int | None = None) -> None:
+    def _wake(self, snippet_id: str | None = None) -> None:
         if snippet_id is None:
             self._cache.clear()
             groups = list(self._watchers.values())
@@ -139,8 +140,8 @@ class DoneListener:
                         data = message.get("data")
                         if isinstance(data, bytes):  # one id, or many joined by commas
                             for part in data.split(b","):
-                                if part.isdigit():
-                                    self._wake(int(part))
+                                if ID_PATTERN.fullmatch(part.decode("ascii", "replace")):
+                                    self._wake(part.decode())
                                 elif part == _CONTROL_NOTICE:  # pages say "delayed" or not
                                     await self.control.refresh(self._redis)
                                     self._wake()

@@ -66,15 +66,13 @@ def parse(query: Mapping[str, str]) -> tuple[str, str, int]:
     if not (raw_page.isascii() and raw_page.isdigit() and 0 < int(raw_page) < 1_000_000):
         raise BadQuery("The page is a number from 1.")
     if mode == "snippet" and text and _snippet_id(text) is None:
-        raise BadQuery("A snippet id is a number, like 42.")
+        raise BadQuery("A snippet id is like 42 or k3Jd9_x-Qa2.")
     return text, mode, int(raw_page)
 
 
-def _snippet_id(text: str) -> int | None:
-    digits = text.removeprefix("#")
-    if digits.isascii() and digits.isdigit() and len(digits) <= 18:
-        return int(digits)
-    return None
+def _snippet_id(text: str) -> str | None:
+    ident = text.removeprefix("#")
+    return ident if db.ID_PATTERN.fullmatch(ident) else None
 
 
 async def find(redis: ArqRedis, database: db.Database, queue: str, text: str,
@@ -109,7 +107,7 @@ def _natural(job_id: str) -> list[tuple[int, int, str]]:
             for part in job_id.split(":")]
 
 
-async def _snippet_jobs(redis: ArqRedis, database: db.Database, snippet_id: int) -> list[str]:
+async def _snippet_jobs(redis: ArqRedis, database: db.Database, snippet_id: str) -> list[str]:
     """The job ids that may belong to a snippet: its newest revisions' and its expiry's
     (direct), and those in the retry and dead sets (scanned, bounded)."""
     job_ids = [expire_job_id(snippet_id)]
@@ -120,7 +118,7 @@ async def _snippet_jobs(redis: ArqRedis, database: db.Database, snippet_id: int)
                     for number in range(revision, max(0, revision - MAX_REVISIONS), -1)]
     for key in (deadset.RETRY_SET, deadset.DEAD_SET):
         job_ids += [job_id for job_id in await _scan(redis, key, f"*:{snippet_id}*")
-                    if job_id.split(":")[1:2] == [str(snippet_id)]]
+                    if job_id.split(":")[1:2] == [snippet_id]]
     return job_ids
 
 
