@@ -1,6 +1,8 @@
 """Our Pygments-backed highlighting web service, speaking pygments.appspot.com's form API.
 
-``POST /`` with form fields ``lang`` and ``code`` answers an HTML fragment;
+``POST /`` with form fields ``lang`` and ``code`` answers an HTML fragment; with
+``format=ansi`` it answers the code coloured for a 256-colour terminal instead (text/plain,
+the code's own control characters shown as symbols, never sent to the terminal);
 ``GET /languages`` lists the languages; ``GET /style.css`` serves the stylesheet
 (``?style=NAME`` for another Pygments style; 404 for an unknown one). Run it with
 ``snippet-service-highlighter`` or ``python -m snippet_service.highlighter``; SIGINT or
@@ -22,12 +24,13 @@ from functools import lru_cache
 
 from aiohttp import web
 from pygments import highlight
-from pygments.formatters import HtmlFormatter
+from pygments.formatters import HtmlFormatter, Terminal256Formatter
 from pygments.lexers import get_all_lexers, get_lexer_by_name
 from pygments.styles import get_all_styles
 from pygments.util import ClassNotFound
 
 from snippet_service.config import Config, ConfigError
+from snippet_service.controls import CONTROL_PICTURES
 from snippet_service.logs import setup_logging
 from snippet_service.renderpool import PoolBusy, RenderFailed, RenderPool, RenderTimeout
 
@@ -39,6 +42,7 @@ POOL = web.AppKey("render_pool", RenderPool)
 MAX_CODE = web.AppKey("max_code", int)
 TOO_SLOW = "too slow to highlight"
 SHUTDOWN_SECONDS = 2.0
+HTML, ANSI = "html", "ansi"  # the answers POST / makes (form field ``format``)
 
 
 @lru_cache(maxsize=1)
@@ -64,6 +68,13 @@ def render(lang: str, code: str) -> str:
     return str(highlight(code, lexer, HtmlFormatter(cssclass=CSS_CLASS, style=STYLE)))
 
 
+def render_ansi(lang: str, code: str) -> str:
+    """Highlight code with 256-colour terminal escapes (runs in a worker process)."""
+    lexer = get_lexer_by_name(lang, stripnl=False, ensurenl=True)
+    return str(highlight(code.translate(CONTROL_PICTURES), lexer,
+                         Terminal256Formatter(style=STYLE)))
+
+
 @lru_cache(maxsize=1)
 def style_names() -> frozenset[str]:
     """The Pygments styles a stylesheet may be asked for."""
@@ -81,7 +92,13 @@ async def highlight_view(request: web.Request) -> web.Response:
         form = await request.post()
     except UnicodeDecodeError:
         raise web.HTTPBadRequest(text="the form is not valid UTF-8") from None
-    lang, code = form.get("lang"), form.get("code")
+    lang, code, answer = form.get("lang"), form.get("code"), form.get("format")
+    variant = None  # the main render: HTML
+    if answer is not None and answer != HTML:
+        if answer != ANSI:
+            raise web.HTTPBadRequest(text=f"unknown format {str(answer)[:40]!r}: "
+                                     f"the form field 'format' is {HTML!r} or {ANSI!r}")
+        variant = ANSI
     if not isinstance(lang, str) or not lang.strip():
         raise web.HTTPBadRequest(text="the form field 'lang' is required")
     if not isinstance(code, str):
@@ -95,7 +112,7 @@ async def highlight_view(request: web.Request) -> web.Response:
         raise web.HTTPBadRequest(text=f"unknown language {lang!r}")
     pool = request.app[POOL]
     try:
-        html = await pool.render(lang, code)
+        text = await pool.render(lang, code, variant)
     except RenderTimeout:
         logger.warning("render of %d bytes of %s stopped after %gs", len(code), lang,
                        pool.seconds)
@@ -111,7 +128,9 @@ async def highlight_view(request: web.Request) -> web.Response:
             raise web.HTTPBadRequest(text=f"unknown language {lang!r}") from None
         logger.warning("render of %s failed: %s: %s", lang, exc.kind, exc)
         raise web.HTTPUnprocessableEntity(text=f"could not highlight: {exc.kind}") from None
-    return web.Response(text=html, content_type="text/html")
+    if variant == ANSI:
+        return web.Response(text=text, content_type="text/plain", charset="utf-8")
+    return web.Response(text=text, content_type="text/html")
 
 
 async def languages_view(request: web.Request) -> web.Response:
@@ -138,7 +157,8 @@ def create_app(
 
     async def pool_ctx(app: web.Application) -> AsyncIterator[None]:
         pool = RenderPool(render, processes or os.cpu_count() or 1, render_seconds,
-                          max_waiting, preload=("snippet_service.highlighter",))
+                          max_waiting, preload=("snippet_service.highlighter",),
+                          variants={ANSI: render_ansi})
         try:
             await pool.start()
             app[POOL] = pool

@@ -4,6 +4,10 @@ Each process takes one render at a time over its own pipe. A render that passes 
 deadline, or whose caller goes away, has its process killed (SIGKILL) and replaced, so an
 abandoned render never keeps a CPU busy. At most ``max_waiting`` calls wait for a free
 process; the next one is refused at once with ``PoolBusy``.
+
+Besides its main render, a pool may know other renders by name (``variants``): a call
+naming one sends the name ahead of the language, so the main render's messages stay as
+they are.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import multiprocessing
 import signal
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from multiprocessing import forkserver
@@ -29,6 +33,7 @@ logger = logging.getLogger("snippet_service.renderpool")
 Render = Callable[[str, str], str]
 
 OK, FAILED = b"o", b"e"
+VARIANT = b"\0"  # starts the header of a call to a named variant: NUL name NUL language
 PR_SET_PDEATHSIG = 1
 REAP_SECONDS = 5.0
 
@@ -49,7 +54,14 @@ class RenderFailed(Exception):
         self.kind = kind
 
 
-def _serve(conn: Connection, render: Render) -> None:
+def _header(lang: str, variant: str | None) -> bytes:
+    """The first message of a call: the language, after the variant's name if any."""
+    if variant is None:
+        return lang.encode()
+    return VARIANT + variant.encode() + VARIANT + lang.encode()
+
+
+def _serve(conn: Connection, render: Render, variants: Mapping[str, Render]) -> None:
     """A render process: one render per request on ``conn`` until the pipe closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the pool stops us, not the terminal
     with contextlib.suppress(OSError, AttributeError):  # die with the forkserver
@@ -60,8 +72,12 @@ def _serve(conn: Connection, render: Render) -> None:
             code = conn.recv_bytes().decode("utf-8", "surrogatepass")
         except (EOFError, OSError):
             return
+        chosen = render
         try:
-            answer = OK + render(lang, code).encode("utf-8", "surrogatepass")
+            if lang.startswith("\0"):
+                _, name, lang = lang.split("\0", 2)
+                chosen = variants[name]
+            answer = OK + chosen(lang, code).encode("utf-8", "surrogatepass")
         except Exception as exc:  # the parent decides what a failure means
             answer = FAILED + f"{type(exc).__name__}\n{exc}".encode("utf-8", "replace")
         try:
@@ -90,18 +106,20 @@ def _start_forkserver() -> None:
 class _Process:
     """One render process and the parent's end of its pipe."""
 
-    def __init__(self, context: ForkServerContext, render: Render) -> None:
+    def __init__(self, context: ForkServerContext, render: Render,
+                 variants: Mapping[str, Render]) -> None:
         self.conn, child = context.Pipe(duplex=True)
         self.process: BaseProcess = context.Process(
-            target=_serve, args=(child, render), name="render", daemon=True
+            target=_serve, args=(child, render, variants), name="render", daemon=True
         )
         self.process.start()
         child.close()
         self.pending: Future[bytes | None] | None = None
 
-    def exchange(self, lang: str, code: str, seconds: float) -> bytes | None:
+    def exchange(self, lang: str, code: str, seconds: float,
+                 variant: str | None = None) -> bytes | None:
         """Send one render and wait for its answer (in a thread); None past the deadline."""
-        self.conn.send_bytes(lang.encode())
+        self.conn.send_bytes(_header(lang, variant))
         self.conn.send_bytes(code.encode("utf-8", "surrogatepass"))
         if not self.conn.poll(seconds):
             return None
@@ -123,11 +141,15 @@ class _Process:
 
 
 class RenderPool:
-    """``processes`` render processes; every render ends within ``seconds``."""
+    """``processes`` render processes; every render ends within ``seconds``. ``render``
+    is the main render, ``variants`` others a call may name (module-level functions, as
+    the processes are handed them by name)."""
 
     def __init__(self, render: Render, processes: int, seconds: float, max_waiting: int,
-                 preload: tuple[str, ...] = ()) -> None:
+                 preload: tuple[str, ...] = (),
+                 variants: Mapping[str, Render] | None = None) -> None:
         self._render = render
+        self._variants = dict(variants or {})
         self._size = processes
         self.seconds = seconds
         self._max_waiting = max_waiting
@@ -153,7 +175,8 @@ class RenderPool:
         _start_forkserver()
         loop = asyncio.get_running_loop()
         started = await asyncio.gather(*(
-            loop.run_in_executor(self._threads, _Process, self._context, self._render)
+            loop.run_in_executor(self._threads, _Process, self._context, self._render,
+                                 self._variants)
             for _ in range(self._size)))
         self._all.update(started)
         self._idle.extend(started)
@@ -177,11 +200,15 @@ class RenderPool:
         await asyncio.gather(*(loop.run_in_executor(self._threads, p.reap) for p in processes))
         self._threads.shutdown(wait=False, cancel_futures=True)
 
-    async def render(self, lang: str, code: str) -> str:
-        """Render in a free process: the HTML, or RenderTimeout, RenderFailed, PoolBusy."""
+    async def render(self, lang: str, code: str, variant: str | None = None) -> str:
+        """Render in a free process (with the main render, or the variant of that name):
+        its text, or RenderTimeout, RenderFailed, PoolBusy."""
+        if variant is not None and variant not in self._variants:
+            raise ValueError(f"no render variant {variant!r}")
         process = await self._acquire()
         try:
-            process.pending = self._threads.submit(process.exchange, lang, code, self.seconds)
+            process.pending = self._threads.submit(process.exchange, lang, code, self.seconds,
+                                                   variant)
             answer = await asyncio.wrap_future(process.pending)
         except BaseException:  # cancelled (the client went away) or the pipe broke
             self._replace(process)
@@ -235,7 +262,7 @@ class RenderPool:
         while True:
             try:
                 process = await loop.run_in_executor(
-                    self._threads, _Process, self._context, self._render)
+                    self._threads, _Process, self._context, self._render, self._variants)
             except OSError:
                 logger.exception("could not start a render process; trying again")
                 await asyncio.sleep(1.0)

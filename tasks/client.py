@@ -88,6 +88,21 @@ async def highlight(session: aiohttp.ClientSession, url: str, lang: str, code: s
     """POST lang and code as a form; return the HTML (at most ``max_bytes``, see
     ``max_response_bytes``) or raise a HighlighterError."""
     form = urlencode({"lang": lang, "code": code}).encode()  # encoded once, sent as is
+    return await _ask(session, url, form, "text/html", max_bytes)
+
+
+async def highlight_ansi(session: aiohttp.ClientSession, url: str, lang: str, code: str,
+                         max_bytes: int = MIN_RESPONSE_BYTES) -> str:
+    """The code coloured for a 256-colour terminal (the form's ``format=ansi``): the text
+    (at most ``max_bytes``, see ``max_response_bytes``) or a HighlighterError, as
+    :func:`highlight`."""
+    form = urlencode({"lang": lang, "code": code, "format": "ansi"}).encode()
+    return await _ask(session, url, form, "text/plain", max_bytes)
+
+
+async def _ask(session: aiohttp.ClientSession, url: str, form: bytes, expected_type: str,
+               max_bytes: int) -> str:
+    """POST the form; the answer of ``expected_type`` in UTF-8, or a HighlighterError."""
     try:
         async with session.post(
             url, data=form, headers=FORM_HEADERS, allow_redirects=False
@@ -119,9 +134,9 @@ async def highlight(session: aiohttp.ClientSession, url: str, lang: str, code: s
         raise HighlighterRejected(
             f"highlighter response is over {max_bytes} bytes", status=status
         )
-    if content_type != "text/html":
+    if content_type != expected_type:
         raise HighlighterRejected(
-            f"highlighter answered {content_type}, not text/html", status=status
+            f"highlighter answered {content_type}, not {expected_type}", status=status
         )
     if charset not in ("utf-8", "utf8"):
         raise HighlighterRejected(f"highlighter answered {charset}, not UTF-8", status=status)

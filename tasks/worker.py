@@ -32,6 +32,8 @@ from snippet_service.db import database_ctx, transient_errors
 from snippet_service.logs import setup_logging
 from snippet_service.queue import EXPIRE_JOB, HIGHLIGHT_JOB, deserialize, redis_settings, serialize
 from snippet_service.stats import JobCounter
+from snippet_service.terminal import ANSI_JOB
+from tasks.ansi import ansi_failed, ansi_policy, ansi_snippet
 from tasks.breaker import BREAKER_CTX, BreakerWatch
 from tasks.client import HighlighterRejected, HighlighterUnavailable, client_session
 from tasks.highlight import expire_snippet, highlight_failed, highlight_snippet
@@ -83,6 +85,7 @@ def functions(config: Config) -> list[Function]:
         job(highlight_snippet, name=HIGHLIGHT_JOB, on_dead=highlight_failed,
             policy=highlight_policy(config), breaker=True),
         job(expire_snippet, name=EXPIRE_JOB, policy=expire_policy(config)),
+        job(ansi_snippet, name=ANSI_JOB, on_dead=ansi_failed, policy=ansi_policy(config)),
     ]
 
 

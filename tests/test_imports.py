@@ -1,6 +1,7 @@
 """The directions imports must never take, read from the source with ``ast`` (nothing is
 imported): the worker's code never reaches into the web app, the core reaches into
-neither, the data layer stands on config alone and the highlighter on config and logs.
+neither, the data layer stands on config alone and the highlighter on config, logs and
+controls.
 Every form counts: ``import a.b``, ``from a import b``, ``from a import b as c``, relative
 imports, imports inside functions and ``importlib.import_module("a.b")``."""
 
@@ -104,12 +105,14 @@ RULES = {
     "the data layer imports nothing of ours but config": Rule(
         DATA_LAYER, lambda module: is_ours(module) and module != "snippet_service.config"
         and module not in DATA_LAYER_MODULES),
-    "the highlighter imports nothing of ours but config and logs": Rule(
+    "the highlighter imports nothing of ours but config, logs and controls": Rule(
         HIGHLIGHTER, lambda module: is_ours(module)
-        and module not in ("snippet_service.config", "snippet_service.logs")
+        and module not in ("snippet_service.config", "snippet_service.logs",
+                           "snippet_service.controls")
         and module not in HIGHLIGHTER_MODULES),
-    "config and logs import nothing of ours": Rule(
-        files("snippet_service/config.py", "snippet_service/logs.py"), is_ours),
+    "config, logs and controls import nothing of ours": Rule(
+        files("snippet_service/config.py", "snippet_service/logs.py",
+              "snippet_service/controls.py"), is_ours),
 }
 
 
