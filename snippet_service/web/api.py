@@ -1,4 +1,5 @@
-"""The JSON API: create a snippet and read its state."""
+"""The JSON API: create a snippet, read it, list the public ones; its owner (with
+``Authorization: Bearer <owner token>``) highlights it again or deletes it."""
 
 from __future__ import annotations
 
@@ -9,13 +10,13 @@ from typing import Any
 
 from aiohttp import web
 
-from snippet_service import db, snippets
-from snippet_service.bulk import Draft
-from snippet_service.web.forms import validate_snippet
-from snippet_service.web.lookup import cached_body, snippet_id
-from snippet_service.web.options import parse_expiry, parse_highlight_in
+from snippet_service import db
+from snippet_service.web import changes
+from snippet_service.web.detect import language_name
+from snippet_service.web.lookup import Reading, cached_body, snippet_id
 from snippet_service.web.reasons import api_error
-from snippet_service.web.typedefs import CONFIG, DB, INTAKE, LANGUAGES, PAGES, REDIS
+from snippet_service.web.typedefs import DB, LANGUAGES
+from snippet_service.web.views import PAGE_SIZE, page_number
 
 logger = logging.getLogger("snippet_service.web.api")
 
@@ -31,14 +32,20 @@ def json_time(moment: datetime | None) -> str | None:
 
 def snippet_json(request: web.Request, snippet: db.Snippet) -> dict[str, Any]:
     """A snippet as the API shows it, with its URLs."""
-    router, ident = request.app.router, str(snippet.id)
+    router, ident = request.app.router, snippet.id
 
-    def url(name: str) -> str:  # the id is digits: nothing to quote, so no url_for
+    def url(name: str) -> str:  # the id is URL-safe: nothing to quote, so no url_for
         return router[name].canonical.replace("{id}", ident)
 
     return {
         "id": snippet.id,
+        "title": snippet.title,
         "language": snippet.language,
+        "language_name": language_name(snippet.language),
+        "detected": snippet.detected,
+        "visibility": snippet.visibility,
+        "burn_after_reading": snippet.burn_after_reading,
+        "parent_id": snippet.parent_id,
         "status": snippet.status,
         "code": snippet.plain_code,
         "highlighted_code": snippet.highlighted_code,
@@ -51,6 +58,7 @@ def snippet_json(request: web.Request, snippet: db.Snippet) -> dict[str, Any]:
         "urls": {
             "html": url("snippet"),
             "raw": url("snippet_raw"),
+            "download": url("snippet_download"),
             "api": url("api_snippet"),
         },
     }
@@ -74,33 +82,49 @@ async def read_json(request: web.Request) -> dict[str, Any]:
 
 
 async def create(request: web.Request) -> web.Response:
-    data = await read_json(request)
-    form = validate_snippet(
-        data, request.app[LANGUAGES], request.app[CONFIG].max_snippet_bytes, code_field="code"
-    )
-    expires_in = parse_expiry(data, form.errors)
-    highlight_in = parse_highlight_in(data, form.errors)
-    if not form.valid:
-        return invalid(form.errors)
-    snippet = await request.app[INTAKE].create(
-        Draft(form.language, form.plain_code, highlight_in, expires_in)
-    )
-    body = snippet_json(request, snippet)
+    submitted = await changes.create(request, await read_json(request), "code",
+                                     deferrable=True)
+    if submitted.snippet is None:
+        return invalid(submitted.form.errors)
+    body = snippet_json(request, submitted.snippet)
+    body["url"] = str(request.url.origin()) + body["urls"]["html"]
+    body["owner_token"] = submitted.token  # shown this once: only its hash is kept
     return web.json_response(body, status=201, headers={"Location": body["urls"]["api"]})
 
 
 async def show(request: web.Request) -> web.Response:
-    """A snippet as JSON."""
+    """A snippet as JSON (a burn-after-reading one is deleted by its first reader other
+    than its owner)."""
 
-    def render(snippet: db.Snippet) -> bytes:
-        return json.dumps(snippet_json(request, snippet)).encode()
+    def render(reading: Reading) -> bytes:
+        return json.dumps(snippet_json(request, reading.snippet)).encode()
 
     return web.Response(body=await cached_body(request, "json", render), headers=JSON_HEADERS)
 
 
+async def index(request: web.Request) -> web.Response:
+    """``GET /api/snippets?page=N``: the public snippets, newest first, PAGE_SIZE a page."""
+    page = page_number(request)
+    listed = await db.public_summaries(request.app[DB], PAGE_SIZE + 1, (page - 1) * PAGE_SIZE)
+    items = [{"id": item.id, "title": item.title, "language": item.language,
+              "status": item.status, "excerpt": item.excerpt,
+              "created_at": json_time(item.created_at),
+              "url": request.app.router["api_snippet"].canonical.replace("{id}", item.id)}
+             for item in listed[:PAGE_SIZE]]
+    return web.json_response({"snippets": items, "page": page,
+                              "next_page": page + 1 if len(listed) > PAGE_SIZE else None})
+
+
+async def delete(request: web.Request) -> web.Response:
+    """``DELETE /api/snippets/{id}`` with the owner token: 204, 403 without it."""
+    await changes.delete(request, snippet_id(request))
+    return web.Response(status=204)
+
+
 async def rehighlight(request: web.Request) -> web.Response:
     """``POST /api/snippets/{id}/highlight`` with an optional ``{"language": …}``: highlight
-    again as a new revision (a new job id, never blocked by the old job's kept result)."""
+    again as a new revision (a new job id, never blocked by the old job's kept result).
+    Only the owner may: ``Authorization: Bearer <owner token>``."""
     ident = snippet_id(request)
     # No body at all is fine; a form's content type (what another site can send) is not.
     # The body may have been read already (the rate limit reads it): read() returns it again.
@@ -112,8 +136,7 @@ async def rehighlight(request: web.Request) -> web.Response:
         not isinstance(language, str) or language not in request.app[LANGUAGES]
     ):
         return invalid({"language": "This language is not supported."})
-    snippet = await snippets.rehighlight(request.app[DB], request.app[REDIS], ident, language)
-    request.app[PAGES].evict(ident)  # the done channel tells the other web processes
+    snippet = await changes.rehighlight(request, ident, language)
     return web.json_response(snippet_json(request, snippet), status=202)
 
 

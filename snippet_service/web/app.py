@@ -39,7 +39,7 @@ from snippet_service.web.middlewares import (
 )
 from snippet_service.web.ratelimit import check_rate_limit
 from snippet_service.web.routes import setup_routes
-from snippet_service.web.stylesheet import Stylesheet
+from snippet_service.web.stylesheet import DARK_STYLE, STYLE_CHOICES, Stylesheet
 from snippet_service.web.throttle import BytesInFlight
 from snippet_service.web.typedefs import (
     BODIES,
@@ -143,7 +143,8 @@ def create_app(config: Config) -> web.Application:
         auto_reload=False,
     )
     aiohttp_jinja2.get_env(app).globals.update(
-        csrf_token=template_csrf_token, csp_nonce=template_csp_nonce
+        csrf_token=template_csrf_token, csp_nonce=template_csp_nonce,
+        style_choices=STYLE_CHOICES, dark_style=DARK_STYLE,
     )
     app.on_response_prepare.extend([security_headers, set_csrf_cookie])
     app.cleanup_ctx.extend([database, redis, http_ctx, highlighter_info_ctx,

@@ -12,7 +12,9 @@ Two independent checks guard every form POST:
   Domain, so neither plain HTTP nor a sibling subdomain can set or overwrite it.
 
 The JSON API takes no cookies and accepts only ``application/json``, which a cross-site
-page cannot send without a CORS preflight that we never grant, so it is not checked.
+page cannot send without a CORS preflight that we never grant, so it is not checked; nor
+are ``PUT`` uploads (``curl -T``), which no cross-site page can send without a preflight
+either, and which no cookie authorises.
 """
 
 from __future__ import annotations
@@ -120,6 +122,7 @@ async def check_csrf(request: web.Request) -> None:
     """Refuse cross-site form POSTs and POSTs without this browser's token (403)."""
     if (
         request.method not in SAFE_METHODS
+        and request.method != "PUT"
         and not is_api(request)
         and request.match_info.http_exception is None
     ):

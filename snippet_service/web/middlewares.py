@@ -63,6 +63,10 @@ TITLES = {
 }
 
 CSP_NONCE = web.RequestKey("csp_nonce", str)
+# Set by the answers for terminals (web/text.py): their errors are plain text too.
+PLAIN_ERRORS = web.RequestKey("plain_errors", bool)
+# Set for an answer about a burn-after-reading snippet: no cache may keep it.
+NO_STORE = web.RequestKey("no_store", bool)
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src {scripts}; style-src 'self';"
     " img-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'self';"
@@ -124,6 +128,9 @@ def error_response(
     if is_api(request):
         body = {"error": message, "status": status, "request_id": request_id}
         return web.json_response(body, status=status, headers=headers)
+    if request.get(PLAIN_ERRORS) or request.method == "PUT":  # a terminal's: one line
+        return web.Response(text=f"{message}\n", status=status, content_type="text/plain",
+                            charset="utf-8", headers=headers)
     context = {
         "request": request,
         "status": status,
@@ -272,6 +279,8 @@ async def security_headers(request: web.Request, response: web.StreamResponse) -
     request_id = request.get(REQUEST_ID)
     if request_id:
         headers.setdefault(REQUEST_ID_HEADER, request_id)
+    if request.get(NO_STORE):
+        headers["Cache-Control"] = "no-store"
 
 
 def guard(*checks: Check) -> Middleware:

@@ -21,7 +21,8 @@ from snippet_service.web.typedefs import CONFIG, HITS
 
 logger = logging.getLogger("snippet_service.web.ratelimit")
 
-CREATION_ROUTES = frozenset({"create_snippet", "api_create_snippet", "api_rehighlight"})
+CREATION_ROUTES = frozenset({"create_snippet", "api_create_snippet", "api_rehighlight",
+                             "upload", "upload_named", "snippet_language"})
 DISK_LOW_MESSAGE = ("The server is low on disk space, so it cannot store new snippets right"
                     " now. Try again later.")
 
@@ -54,7 +55,8 @@ async def check_rate_limit(request: web.Request) -> None:
     507 while disk space is low, 429 with Retry-After once the client is over a limit;
     then the body is read (and kept for the handler). A declared body is counted by its
     Content-Length before it is read; a chunked one is read first, then counted."""
-    if request.method != "POST" or request.match_info.route.name not in CREATION_ROUTES:
+    if (request.method not in ("POST", "PUT")
+            or request.match_info.route.name not in CREATION_ROUTES):
         return
     config = request.app[CONFIG]
     size = request.content_length

@@ -1,11 +1,10 @@
-"""HTML pages: the form, a snippet, its code fragment, its raw code and its live-update
-stream."""
+"""HTML pages: the form with the public list, a snippet, its code fragment and its raw
+code, and the highlighter's stylesheets."""
 
 from __future__ import annotations
 
-import asyncio
-import json
 import logging
+import secrets
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -13,53 +12,64 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from snippet_service import db
-from snippet_service.bulk import Draft
 from snippet_service.queue import highlight_job_id
-from snippet_service.web.events import DoneListener, Slot, StreamsFull
-from snippet_service.web.forms import SnippetForm, validate_snippet
-from snippet_service.web.lookup import cached_body, snippet_id
-from snippet_service.web.options import EXPIRY_CHOICES, parse_expiry
-from snippet_service.web.ratelimit import client_key
+from snippet_service.web import changes, text
+from snippet_service.web.detect import language_name
+from snippet_service.web.forms import SnippetForm
+from snippet_service.web.lookup import Reading, cached, cached_body, keep, read, snippet_id
+from snippet_service.web.middlewares import CSP_NONCE, csp_nonce
+from snippet_service.web.options import EXPIRY_CHOICES, VISIBILITY_CHOICES
+from snippet_service.web.owner import set_owner_cookie
 from snippet_service.web.reasons import visitor_reason
-from snippet_service.web.stylesheet import StylesheetUnavailable
+from snippet_service.web.stylesheet import STYLE_CHOICES, StylesheetUnavailable, UnknownStyle
 from snippet_service.web.typedefs import (
-    CONFIG,
     DB,
     DONE,
-    INTAKE,
     LANGUAGES,
-    STREAMS,
+    PAGES,
     STYLESHEET,
 )
 
 logger = logging.getLogger("snippet_service.web.views")
 
-HTML_HEADERS = {"Content-Type": "text/html; charset=utf-8"}
-EVENTS_MAX_SECONDS = 600.0
-EVENTS_RECHECK_SECONDS = 2.0
-# A stream's client that leaves this much unread, or lets one write wait this long, is
-# not reading: its stream is dropped.
-EVENTS_MAX_UNSENT_BYTES = 16 * 1024
-EVENTS_WRITE_SECONDS = 5.0
-EVENTS_RETRY_AFTER = 10
+HTML_HEADERS = {"Content-Type": "text/html; charset=utf-8", "Vary": "Accept, Cookie"}
+PAGE_SIZE = 20
+MAX_PAGE = 500  # the list goes back 10,000 snippets: no request skips more rows than that
+# A cached page is rendered with this stand-in for the script nonce; each answer gets a
+# fresh nonce in its place (random per process: no snippet can contain it on purpose).
+NONCE_STAND_IN = secrets.token_urlsafe(16)
 
 
-async def index_context(
-    request: web.Request, form: SnippetForm, expires_in: str = "never"
-) -> dict[str, Any]:
+def page_number(request: web.Request) -> int:
+    raw = request.query.get("page", "1")
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_PAGE:
+        raise web.HTTPBadRequest(text=f"The page number must be a whole number from 1 to "
+                                 f"{MAX_PAGE}.")
+    return int(raw)
+
+
+async def index_context(request: web.Request, form: SnippetForm, expires_in: str = "never",
+                        visibility: str = "unlisted", burn: bool = False) -> dict[str, Any]:
+    page = page_number(request)
+    listed = await db.public_summaries(request.app[DB], PAGE_SIZE + 1, (page - 1) * PAGE_SIZE)
     return {
         "request": request,
         "form": form,
         "expires_in": expires_in,
+        "visibility": visibility,
+        "burn_after_reading": burn,
         "languages": request.app[LANGUAGES],
         "expiry_choices": EXPIRY_CHOICES,
-        "recent": await db.recent_summaries(request.app[DB]),
+        "visibility_choices": VISIBILITY_CHOICES,
+        "recent": listed[:PAGE_SIZE],
+        "page": page,
+        "has_next": len(listed) > PAGE_SIZE,
     }
 
 
 @aiohttp_jinja2.template("index.html")
 async def index(request: web.Request) -> dict[str, Any]:
-    return await index_context(request, SnippetForm(language=request.app[LANGUAGES].default))
+    return await index_context(request, SnippetForm(language="auto"))
 
 
 async def read_form(request: web.Request) -> dict[str, str]:
@@ -81,59 +91,140 @@ async def read_form(request: web.Request) -> dict[str, str]:
 
 
 async def create(request: web.Request) -> web.StreamResponse:
+    """The form: a new snippet (a fork or an edit when it names its parent); the browser
+    that created it gets its owner cookie."""
     fields = await read_form(request)
-    form = validate_snippet(fields, request.app[LANGUAGES], request.app[CONFIG].max_snippet_bytes)
-    expires_in = parse_expiry(fields, form.errors)
-    if not form.valid:
-        context = await index_context(request, form, fields.get("expires_in", "never"))
-        return aiohttp_jinja2.render_template("index.html", request, context, status=400)
-    snippet = await request.app[INTAKE].create(
-        Draft(form.language, form.plain_code, expires_in=expires_in)
-    )
-    location = request.app.router["snippet"].url_for(id=str(snippet.id))
-    raise web.HTTPSeeOther(location=location)
+    submitted = await changes.create(request, fields)
+    form, snippet = submitted.form, submitted.snippet
+    if snippet is None:
+        visibility = fields.get("visibility") or "unlisted"
+        burn = fields.get("burn_after_reading", "") not in ("", "0")
+        context = await index_context(request, form, fields.get("expires_in", "never"),
+                                      visibility, burn)
+        template = "edit.html" if form.parent and "parent" not in form.errors else "index.html"
+        context.update(mode=fields.get("mode", "fork"), parent_id=form.parent)
+        return aiohttp_jinja2.render_template(template, request, context, status=400)
+    location = request.app.router["snippet"].url_for(id=snippet.id)
+    response = web.Response(status=303, headers={"Location": str(location)})
+    set_owner_cookie(request, response, snippet, submitted.token)
+    return response
 
 
-def code_context(request: web.Request, snippet: db.Snippet) -> dict[str, Any]:
+def expires_text(snippet: db.Snippet) -> str | None:
+    if snippet.expires_at is None:
+        return None
+    return snippet.expires_at.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def line_count(code: str) -> int:
+    """The lines a page shows: HTML reads a lone CR as a line end too, and a last line
+    end starts no new line."""
+    text = code.replace("\r\n", "\n").replace("\r", "\n")
+    return max(1, text.count("\n") + (not text.endswith("\n")))
+
+
+def code_context(request: web.Request, reading: Reading) -> dict[str, Any]:
     """What the snippet page and its code fragment show: never the stored error itself."""
+    snippet = reading.snippet
     return {"request": request, "snippet": snippet, "reason": visitor_reason(snippet.error),
             "created": snippet.created_at.strftime("%Y-%m-%d %H:%M:%S UTC"),
+            "expires": expires_text(snippet),
             "job_id": highlight_job_id(snippet.id, snippet.revision),
+            "language_name": language_name(snippet.language),
+            "is_owner": reading.owner,
+            "parent_id": snippet.parent_id,
+            "line_count": line_count(snippet.plain_code),
+            "burn_notice": ("burned" if reading.burned else
+                            "owner" if snippet.burn_after_reading else None),
+            # a burned snippet is gone: its page cannot wait for highlighting to end
+            "live": snippet.status == db.PENDING and not reading.burned,
             # the breaker is open: a pending snippet says its highlighting is delayed
             "delayed": request.app[DONE].control.delayed}
 
 
-async def show(request: web.Request) -> web.Response:
-    """The snippet page."""
+def page_context(request: web.Request, reading: Reading) -> dict[str, Any]:
+    return {**code_context(request, reading), "languages": request.app[LANGUAGES],
+            "style_choices": STYLE_CHOICES}
 
-    def render(snippet: db.Snippet) -> bytes:
-        context = code_context(request, snippet)
-        return aiohttp_jinja2.render_string("snippet.html", request, context).encode()
 
-    return web.Response(body=await cached_body(request, "page", render), headers=HTML_HEADERS)
+def render_page(request: web.Request, context: dict[str, Any], status: int = 200,
+                shared: bool = False) -> web.Response:
+    """The snippet page; ``shared``: rendered with the nonce stand-in, to be cached."""
+    if shared:
+        request[CSP_NONCE] = NONCE_STAND_IN
+    body = aiohttp_jinja2.render_string("snippet.html", request, context).encode()
+    headers = dict(HTML_HEADERS)
+    if not shared:
+        headers["Cache-Control"] = "no-store"
+    return web.Response(body=body, status=status, headers=headers)
+
+
+def _with_fresh_nonce(request: web.Request, body: bytes) -> web.Response:
+    request.pop(CSP_NONCE, None)
+    nonce = csp_nonce(request)
+    return web.Response(body=body.replace(NONCE_STAND_IN.encode(), nonce.encode()),
+                        headers=HTML_HEADERS)
+
+
+async def show(request: web.Request) -> web.StreamResponse:
+    """The snippet page for browsers (or ``?format=html``); the code itself for a client
+    that does not ask for HTML (curl, or ``?format=text``), or coloured for a terminal with
+    ``?format=ansi``."""
+    fmt = request.query.get("format")
+    if fmt != "html" and (fmt or not text.wants_html(request)):
+        return await text.answer(request)
+    ident = snippet_id(request)
+    body = cached(request, "page", ident)
+    if body is not None:
+        return _with_fresh_nonce(request, body)
+    evictions = request.app[PAGES].evictions
+    reading = await read(request, ident, burn=False)
+    context = page_context(request, reading)
+    if reading.withheld:
+        context["burn_notice"] = "confirm"  # the code is shown once it is asked for
+        return render_page(request, context)
+    if not reading.shareable:
+        return render_page(request, context)
+    response = render_page(request, context, shared=True)
+    assert isinstance(response.body, bytes)
+    keep(request, "page", reading, response.body, evictions)
+    return _with_fresh_nonce(request, response.body)
+
+
+async def reveal(request: web.Request) -> web.Response:
+    """``POST /snippets/{id}/read``: show a burn-after-reading snippet to the one reader
+    it gets; it is deleted as it is shown."""
+    reading = await read(request, snippet_id(request))
+    return render_page(request, page_context(request, reading))
 
 
 async def code(request: web.Request) -> web.Response:
     """The snippet's code as the page shows it (``_code.html``), which the page's script
     swaps in when the stream says highlighting ended; one cached copy serves everyone."""
 
-    def render(snippet: db.Snippet) -> bytes:
-        context = code_context(request, snippet)
+    def render(reading: Reading) -> bytes:
+        if reading.withheld:  # only its page, once asked, shows it (see reveal)
+            raise db.SnippetNotFound(reading.snippet.id)
+        context = code_context(request, reading)
         return aiohttp_jinja2.render_string("_code.html", request, context).encode()
 
-    body = await cached_body(request, "code", render)
+    body = await cached_body(request, "code", render, burn=False)
     return web.Response(body=body, headers={**HTML_HEADERS, "Cache-Control": "no-cache"})
 
 
 async def raw(request: web.Request) -> web.Response:
-    snippet = await db.get_snippet(request.app[DB], snippet_id(request))
-    return web.Response(text=snippet.plain_code, content_type="text/plain", charset="utf-8")
+    reading = await read(request, snippet_id(request))
+    return text.plain_response(reading.snippet.plain_code)
 
 
 async def highlight_css(request: web.Request) -> web.Response:
-    """The highlighter's stylesheet, kept by the web process (see web/stylesheet.py)."""
+    """The highlighter's stylesheet (``?style=NAME``: one of the styles offered), kept by
+    the web process (see web/stylesheet.py)."""
+    style = request.query.get("style")
     try:
-        css = await request.app[STYLESHEET].get()
+        css = await request.app[STYLESHEET].get(style)
+    except UnknownStyle:
+        raise web.HTTPNotFound(text="No such style.") from None
     except StylesheetUnavailable:
         return web.Response(
             status=503, text="/* the highlighter is unavailable: no stylesheet yet */\n",
@@ -141,88 +232,3 @@ async def highlight_css(request: web.Request) -> web.Response:
     response = web.Response(text=css, content_type="text/css")
     response.headers["Cache-Control"] = "public, max-age=3600"
     return response
-
-
-def _sse(event: str, data: object) -> bytes:
-    return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
-
-
-class ClientGone(Exception):
-    """The stream's client left, or stopped reading."""
-
-
-def _gone(request: web.Request) -> bool:
-    transport = request.transport
-    return transport is None or transport.is_closing()
-
-
-async def _send(request: web.Request, response: web.StreamResponse, chunk: bytes) -> None:
-    """Write a chunk of the stream, or raise ClientGone: the client is gone, has left
-    EVENTS_MAX_UNSENT_BYTES unread or lets the write wait EVENTS_WRITE_SECONDS."""
-    transport = request.transport
-    if transport is None or transport.is_closing():
-        raise ClientGone("disconnected")
-    if transport.get_write_buffer_size() > EVENTS_MAX_UNSENT_BYTES:
-        raise ClientGone("not reading")
-    try:
-        await asyncio.wait_for(response.write(chunk), EVENTS_WRITE_SECONDS)
-    except TimeoutError:
-        raise ClientGone("not reading") from None
-    except OSError:
-        raise ClientGone("disconnected") from None
-
-
-async def events(request: web.Request) -> web.StreamResponse:
-    """Server-sent events: one ``done`` event (``{"status": …}``) once highlighting ends;
-    the page then fetches the code from ``/snippets/{id}/code``. At most
-    EVENT_STREAMS_PER_CLIENT streams per client address and EVENT_STREAMS_TOTAL in all
-    (429 above), and a client that does not read loses its stream."""
-    ident, listener = snippet_id(request), request.app[DONE]
-    state = await db.snippet_status(request.app[DB], ident)
-    if state is None:
-        raise db.SnippetNotFound(ident)
-    response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
-                                           "Cache-Control": "no-store"})
-    try:
-        with request.app[STREAMS].hold(client_key(request), lambda: _gone(request)) as slot:
-            await _stream(request, response, listener, slot, ident, state)
-    except StreamsFull as exc:
-        raise web.HTTPTooManyRequests(
-            text=exc.message, headers={"Retry-After": str(EVENTS_RETRY_AFTER)}
-        ) from None
-    return response
-
-
-async def _stream(request: web.Request, response: web.StreamResponse, listener: DoneListener,
-                  slot: Slot, ident: int, state: tuple[str, int]) -> None:
-    """Wait for the snippet to finish (woken by the done channel, its status re-read every
-    EVENTS_RECHECK_SECONDS), then send the news; a client that is gone or does not read
-    has its connection dropped."""
-    database, loop = request.app[DB], asyncio.get_running_loop()
-    deadline = loop.time() + EVENTS_MAX_SECONDS
-    delayed = request.query.get("delayed") == "1"  # what the page says (see snippet.html)
-    try:
-        await response.prepare(request)
-        with listener.watch(ident) as wake:
-            slot.wake = wake  # also set when the client leaves
-            status: str | None = state[0]
-            while status == db.PENDING and loop.time() < deadline:
-                try:
-                    await asyncio.wait_for(wake.wait(), EVENTS_RECHECK_SECONDS)
-                except TimeoutError:
-                    await _send(request, response, b": waiting\n\n")
-                wake.clear()
-                if _gone(request):
-                    raise ClientGone("disconnected")
-                state_now = await db.snippet_status(database, ident)
-                status = state_now[0] if state_now else None
-                if status == db.PENDING and listener.control.delayed != delayed:
-                    delayed = listener.control.delayed  # the page fetches its fragment again
-                    await _send(request, response, _sse("delayed", {"delayed": delayed}))
-        if status != db.PENDING:
-            await _send(request, response, _sse("done", {"status": status or "deleted"}))
-        await asyncio.wait_for(response.write_eof(), EVENTS_WRITE_SECONDS)
-    except (ClientGone, OSError) as exc:  # a reset, a broken pipe, a timed-out socket
-        logger.debug("stream of snippet %d dropped: %s", ident, exc)
-        if request.transport is not None:
-            request.transport.abort()  # a client that does not read keeps nothing queued
