@@ -97,9 +97,10 @@ def _content_length(head: bytes) -> int:
 
 
 def build_request(method: str, port: int, path: str, body: bytes = b"",
-                  content_type: str | None = None) -> bytes:
-    """A keep-alive HTTP/1.1 request to 127.0.0.1:port."""
-    lines = [f"{method} {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Accept: */*"]
+                  content_type: str | None = None, accept: str = "*/*") -> bytes:
+    """A keep-alive HTTP/1.1 request to 127.0.0.1:port (``accept="text/html"``: as a
+    browser asks, which a snippet's URL answers with its page)."""
+    lines = [f"{method} {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", f"Accept: {accept}"]
     if body or method == "POST":
         lines += [f"Content-Type: {content_type or 'application/octet-stream'}",
                   f"Content-Length: {len(body)}"]

@@ -58,7 +58,7 @@ if __name__ == "__main__":
 '''
 
 
-async def seed(db_path: Path, count: int) -> list[int]:
+async def seed(db_path: Path, count: int) -> list[str]:
     """Highlighted snippets (rendered by Pygments and cleaned, as the worker stores them)."""
     database = sqlite.Database(db_path, 1)
     await database.open()
@@ -107,7 +107,8 @@ def benchmark(directory: Path, connections: int, duration: float) -> Table:
             cases: list[tuple[str, int, int, bytes | Callable[[], bytes]]] = [
                 ("hello-world GET /", hello_port, hello.pid, build_request("GET", hello_port, "/")),
                 ("GET /snippets/{id}", web_port, web.pid,
-                 lambda: build_request("GET", web_port, f"/snippets/{next(cycle)}")),
+                 lambda: build_request("GET", web_port, f"/snippets/{next(cycle)}",
+                                       accept="text/html")),
                 ("GET /api/snippets/{id}", web_port, web.pid,
                  lambda: build_request("GET", web_port, f"/api/snippets/{next(cycle)}")),
                 ("POST /api/snippets", web_port, web.pid,

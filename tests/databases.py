@@ -77,33 +77,33 @@ def count_highlight_writes(database: TestDatabase) -> None:
     """A trigger in the test's own database that counts writes of highlighted code."""
     if database.backend == "sqlite":
         database.script("""
-            CREATE TABLE IF NOT EXISTS highlight_writes (snippet_id INTEGER);
+            CREATE TABLE IF NOT EXISTS highlight_writes (snippet_id TEXT);
             CREATE TRIGGER IF NOT EXISTS count_writes AFTER UPDATE OF highlighted_code
             ON snippets WHEN NEW.highlighted_code IS NOT NULL
-            BEGIN INSERT INTO highlight_writes VALUES (NEW.id); END;
+            BEGIN INSERT INTO highlight_writes VALUES (NEW.slug); END;
         """)
         return
     database.script("""
-        CREATE TABLE IF NOT EXISTS highlight_writes (snippet_id BIGINT);
+        CREATE TABLE IF NOT EXISTS highlight_writes (snippet_id TEXT);
         CREATE OR REPLACE FUNCTION count_write() RETURNS trigger LANGUAGE plpgsql AS $$
-        BEGIN INSERT INTO highlight_writes VALUES (NEW.id); RETURN NEW; END $$;
+        BEGIN INSERT INTO highlight_writes VALUES (NEW.slug); RETURN NEW; END $$;
         CREATE OR REPLACE TRIGGER count_writes AFTER UPDATE OF highlighted_code ON snippets
         FOR EACH ROW WHEN (NEW.highlighted_code IS NOT NULL) EXECUTE FUNCTION count_write();
     """)
 
 
-def highlight_writes(database: TestDatabase, snippet_id: int) -> int:
+def highlight_writes(database: TestDatabase, snippet_id: str) -> int:
     """How many times this snippet's highlighted code was written (count_highlight_writes)."""
     rows = database.query("SELECT count(*) FROM highlight_writes WHERE snippet_id = ?",
                           (snippet_id,))
     return int(rows[0][0])
 
 
-def writes_per_snippet(database: TestDatabase) -> dict[int, int]:
+def writes_per_snippet(database: TestDatabase) -> dict[str, int]:
     """How many times each snippet's highlighted code was written (count_highlight_writes)."""
-    rows = database.query("SELECT s.id, count(w.snippet_id) FROM snippets s LEFT JOIN"
-                          " highlight_writes w ON w.snippet_id = s.id GROUP BY s.id")
-    return {int(snippet_id): int(count) for snippet_id, count in rows}
+    rows = database.query("SELECT s.slug, count(w.snippet_id) FROM snippets s LEFT JOIN"
+                          " highlight_writes w ON w.snippet_id = s.slug GROUP BY s.slug")
+    return {str(snippet_id): int(count) for snippet_id, count in rows}
 
 
 def transaction_open(database: TestDatabase) -> bool:

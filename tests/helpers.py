@@ -22,6 +22,10 @@ from snippet_service.web.csrf import COOKIE_NAME, FIELD_NAME
 
 _HIDDEN_TOKEN = re.compile(rf'<input type="hidden" name="{FIELD_NAME}" value="([^"]+)">')
 
+# What a browser's Accept names: GET /snippets/{id} answers the page only then (any other
+# client, aiohttp's */* among them, gets the plain code).
+HTML = {"Accept": "text/html"}
+
 T = TypeVar("T")
 Message = str | Callable[[], str]
 
@@ -77,7 +81,7 @@ def wait_until(condition: Callable[[], T], timeout: float = 10.0,
 
 
 async def snippet_json(http: aiohttp.ClientSession, base_url: str,
-                       snippet_id: int) -> dict[str, Any]:
+                       snippet_id: str) -> dict[str, Any]:
     """The snippet as GET /api/snippets/{id} answers it now."""
     async with http.get(f"{base_url}/api/snippets/{snippet_id}") as response:
         assert response.status == 200, await response.text()
@@ -85,7 +89,7 @@ async def snippet_json(http: aiohttp.ClientSession, base_url: str,
     return body
 
 
-async def wait_for_snippet(http: aiohttp.ClientSession, base_url: str, snippet_id: int,
+async def wait_for_snippet(http: aiohttp.ClientSession, base_url: str, snippet_id: str,
                            timeout: float = 15.0) -> dict[str, Any]:
     """The snippet once it is no longer pending (``timeout=0``: as it is now, pending or
     not); fails the test if it is still pending after ``timeout`` seconds."""
@@ -104,7 +108,7 @@ async def wait_for_snippet(http: aiohttp.ClientSession, base_url: str, snippet_i
 
 async def form_token(http: aiohttp.ClientSession, base_url: str) -> str:
     """GET the form as a browser would; return its CSRF token (also the cookie's value)."""
-    async with http.get(f"{base_url}/") as response:
+    async with http.get(f"{base_url}/", headers=HTML) as response:
         assert response.status == 200, await response.text()
         page = await response.text()
         cookie = response.cookies[COOKIE_NAME].value
@@ -129,23 +133,30 @@ async def post_form(http: aiohttp.ClientSession, base_url: str, fields: dict[str
 
 
 async def create_via_form(http: aiohttp.ClientSession, base_url: str, language: str,
-                          code: str) -> int:
+                          code: str) -> str:
     """GET the form for its token, POST it, and return the new id from the 303 Location."""
     status, page, headers = await post_form(http, base_url,
                                             {"language": language, "plain_code": code})
     assert status == 303, page
     location = headers["Location"]
     assert location.startswith("/snippets/")
-    return int(location.rsplit("/", 1)[1])
+    return location.rsplit("/", 1)[1]
 
 
 async def create_via_api(http: aiohttp.ClientSession, base_url: str, language: str,
-                         code: str) -> dict[str, Any]:
+                         code: str, **fields: Any) -> dict[str, Any]:
+    """POST /api/snippets (``fields``: more of its options, say ``visibility="public"``);
+    the answer, with the id and the ``owner_token``."""
     async with http.post(f"{base_url}/api/snippets",
-                         json={"language": language, "code": code}) as response:
+                         json={"language": language, "code": code, **fields}) as response:
         assert response.status == 201, await response.text()
         body: dict[str, Any] = await response.json()
     return body
+
+
+def owner(created: dict[str, Any]) -> dict[str, str]:
+    """The Authorization header of the owner of a snippet ``create_via_api`` made."""
+    return {"Authorization": f"Bearer {created['owner_token']}"}
 
 
 @contextmanager

@@ -190,9 +190,9 @@ class Monitor:
 
 # Every write of highlighted code, with the snippet's id and revision (see the docstring).
 COUNT_WRITES = """
-    CREATE TABLE revision_writes (snippet_id BIGINT, revision INTEGER);
+    CREATE TABLE revision_writes (snippet_id TEXT, revision INTEGER);
     CREATE FUNCTION count_revision_write() RETURNS trigger LANGUAGE plpgsql AS $$
-    BEGIN INSERT INTO revision_writes VALUES (NEW.id, NEW.revision); RETURN NEW; END $$;
+    BEGIN INSERT INTO revision_writes VALUES (NEW.slug, NEW.revision); RETURN NEW; END $$;
     CREATE TRIGGER count_revision_writes AFTER UPDATE OF highlighted_code ON snippets
     FOR EACH ROW WHEN (NEW.highlighted_code IS NOT NULL)
     EXECUTE FUNCTION count_revision_write();
@@ -213,16 +213,16 @@ class SharedDatabase:
         """Install the trigger that records each write (id, revision)."""
         await asyncio.to_thread(self._database.script, COUNT_WRITES)
 
-    async def writes(self) -> Counter[tuple[int, int]]:
+    async def writes(self) -> Counter[tuple[str, int]]:
         """How many times each (snippet id, revision) was written."""
         rows = await self._rows("SELECT snippet_id, revision, count(*) FROM revision_writes"
                                 " GROUP BY snippet_id, revision")
-        return Counter({(int(row[0]), int(row[1])): int(row[2]) for row in rows})
+        return Counter({(str(row[0]), int(row[1])): int(row[2]) for row in rows})
 
-    async def states(self) -> dict[int, tuple[str, int]]:
-        """Each snippet's status and revision."""
-        rows = await self._rows("SELECT id, status, revision FROM snippets")
-        return {int(row[0]): (str(row[1]), int(row[2])) for row in rows}
+    async def states(self) -> dict[str, tuple[str, int]]:
+        """Each snippet's status and revision, by its id."""
+        rows = await self._rows("SELECT slug, status, revision FROM snippets")
+        return {str(row[0]): (str(row[1]), int(row[2])) for row in rows}
 
 
 async def settled(database: SharedDatabase, jobs: list[str]) -> bool:
@@ -238,6 +238,6 @@ async def settled(database: SharedDatabase, jobs: list[str]) -> bool:
     return True
 
 
-async def all_highlighted(database: SharedDatabase, ids: list[int]) -> bool:
+async def all_highlighted(database: SharedDatabase, ids: list[str]) -> bool:
     states = await database.states()
     return all(states[snippet_id][0] == "highlighted" for snippet_id in ids)

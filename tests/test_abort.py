@@ -58,8 +58,8 @@ async def post_job(http: aiohttp.ClientSession, stack: Stack, job_id: str, verb:
             await response.text()
 
 
-def queued_at(stack: Stack, snippet_id: int) -> object:
-    return stack.database.query("SELECT queued_at FROM snippets WHERE id = ?",
+def queued_at(stack: Stack, snippet_id: str) -> object:
+    return stack.database.query("SELECT queued_at FROM snippets WHERE slug = ?",
                                 (snippet_id,))[0][0]
 
 
@@ -108,12 +108,12 @@ async def test_stop_a_running_job_then_requeue_it(
     assert await jobops.stopped_at(pool, job_id) is None
 
 
-async def deferred_snippet(http: aiohttp.ClientSession, stack: Stack) -> tuple[int, str]:
+async def deferred_snippet(http: aiohttp.ClientSession, stack: Stack) -> tuple[str, str]:
     """A new snippet whose highlight is deferred an hour: its id and its job's id."""
     async with http.post(f"{stack.url}/api/snippets", json={
             "language": "python", "code": f"later # {uuid.uuid4().hex}",
             "highlight_in": 3600}) as response:
-        snippet_id = int((await response.json())["id"])
+        snippet_id = str((await response.json())["id"])
     return snippet_id, highlight_job_id(snippet_id, 1)
 
 

@@ -52,10 +52,10 @@ async def admin_json(stack: Stack, *args: str) -> dict[str, Any]:
     return answer
 
 
-async def dead_snippet(http: aiohttp.ClientSession, stack: Stack) -> int:
+async def dead_snippet(http: aiohttp.ClientSession, stack: Stack) -> str:
     created = await create_via_api(http, stack.url, "bad400", f"never # {uuid.uuid4().hex}")
     assert (await wait_for_snippet(http, stack.url, created["id"]))["status"] == "failed"
-    return int(created["id"])
+    return str(created["id"])
 
 
 async def test_stats_match_redis(admin_stack: Stack, pool: ArqRedis,
@@ -117,7 +117,7 @@ async def test_retry_dead(admin_stack: Stack, pool: ArqRedis,
     answer = await admin_json(admin_stack, "retry-dead")
     assert answer == {"retried": dead_now}
     for snippet_id in ids:  # each retried as a new revision (refused again: dead again)
-        async def retried(snippet_id: int = snippet_id) -> bool:
+        async def retried(snippet_id: str = snippet_id) -> bool:
             body = await snippet_json(http, admin_stack.url, snippet_id)
             return body["revision"] == 2 and body["status"] == "failed"
         await until(retried, 15, f"snippet {snippet_id} was not retried")
@@ -128,7 +128,7 @@ async def test_retry_dead(admin_stack: Stack, pool: ArqRedis,
 async def test_retry_dead_of_one_group(admin_stack: Stack, pool: ArqRedis) -> None:
     records = [deadset.FailedJob(
         job_id=f"group:{cause}:{n}:{uuid.uuid4().hex[:6]}", function="expire_snippet",
-        args=[10_000_000 + n], error_class="OSError",
+        args=[str(10_000_000 + n)], error_class="OSError",
         error=f"no room for {n * 100} bytes" if cause == "a" else f"lost contact after {n} s",
         traceback="", tries=1, retries=0, failed_at=time.time())
         for cause, count in (("a", 3), ("b", 2)) for n in range(count)]
@@ -154,7 +154,7 @@ async def test_purge_dead_older_than(admin_stack: Stack, pool: ArqRedis) -> None
     ages = {"old-a": 8 * 86400, "old-b": 30 * 86400, "young-a": 3600, "young-b": 6 * 86400}
     for name, age in ages.items():
         await deadset.record_dead(pool, deadset.FailedJob(
-            job_id=f"purge:{name}", function="expire_snippet", args=[0], error_class="E",
+            job_id=f"purge:{name}", function="expire_snippet", args=["0"], error_class="E",
             error="boom", traceback="", tries=1, retries=0, failed_at=now - age))
     answer = await admin_json(admin_stack, "purge-dead", "--older-than", "7d")
     assert answer["purged"] == 2 and answer["older_than_seconds"] == 7 * 86400

@@ -23,7 +23,7 @@ from snippet_service.config import Config
 from snippet_service.queue import highlight_job_id, open_pool
 from tests.conftest import MakeStack, fresh_redis_url, run_upstream
 from tests.databases import statuses
-from tests.helpers import create_via_api, until, wait_for_snippet
+from tests.helpers import HTML, create_via_api, until, wait_for_snippet
 from tests.servers import ROOT, Stack
 
 RETRIES = 2
@@ -90,7 +90,7 @@ async def first_event(http: aiohttp.ClientSession, url: str) -> tuple[str, str]:
 
 
 async def page_text(http: aiohttp.ClientSession, url: str) -> str:
-    async with http.get(url) as response:
+    async with http.get(url, headers=HTML) as response:
         assert response.status == 200
         return await response.text()
 

@@ -48,9 +48,9 @@ async def test_cancelled_writes_leave_no_transaction_open(db_env: dict[str, str]
         for round_ in range(40):  # cancel at every stage: queued, BEGIN, INSERT, COMMIT
             tasks = [asyncio.create_task(db.create_snippet(database, "python", "x"))
                      for _ in range(20)]
-            tasks += [asyncio.create_task(db.mark_queued(database, [1, 2, 3, round_]))
+            tasks += [asyncio.create_task(db.mark_queued(database, ["1", "2", "3", str(round_)]))
                       for _ in range(5)]  # a transaction of several statements
-            tasks += [asyncio.create_task(db.recent_summaries(database)) for _ in range(5)]
+            tasks += [asyncio.create_task(db.public_summaries(database)) for _ in range(5)]
             await asyncio.sleep(rng.random() * 0.005)  # a random moment to cancel at
             for task in tasks:
                 task.cancel()

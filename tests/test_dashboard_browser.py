@@ -45,7 +45,7 @@ async def pool(ui_stack: Stack) -> AsyncIterator[ArqRedis]:
     await redis.aclose()
 
 
-async def seed(http: aiohttp.ClientSession, stack: Stack, pool: ArqRedis) -> dict[str, int]:
+async def seed(http: aiohttp.ClientSession, stack: Stack, pool: ArqRedis) -> dict[str, str]:
     """A snippet in every state: highlighted, dead (refused), retrying, scheduled, running
     (a highlight that hangs once), and dead jobs of two more causes for the groups."""
     base = stack.url
@@ -64,7 +64,7 @@ async def seed(http: aiohttp.ClientSession, stack: Stack, pool: ArqRedis) -> dic
         cause = n % 2
         await deadset.record_dead(pool, deadset.FailedJob(
             job_id=f"highlight:{900_000 + n}:1", function="highlight_snippet",
-            args=[900_000 + n], error_class="HighlighterUnavailable",
+            args=[str(900_000 + n)], error_class="HighlighterUnavailable",
             error=(f"highlighter answered 502 after {n * 7} ms" if cause
                    else f"Cannot connect to host 10.0.0.{n}:8081 [Connection refused]"),
             traceback="", tries=4, retries=3, failed_at=now - 60 * n,

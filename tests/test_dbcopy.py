@@ -26,15 +26,16 @@ def dbcopy(*args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=120)
 
 
-async def rows(url: str) -> dict[int, tuple[Any, ...]]:
-    """Every snippet of the database at url, by id, times as aware UTC datetimes."""
+async def rows(url: str) -> dict[str, tuple[Any, ...]]:
+    """Every snippet of the database at url, by its public id, with its stored key (the
+    ``id`` column), times as aware UTC datetimes."""
     database = open_url(url)
     await database.open()
     try:
         found = await database.fetch(f"SELECT {', '.join(COLUMNS)} FROM snippets ORDER BY id")
     finally:
         await database.close()
-    return {int(row["id"]): tuple(as_utc(row[name]) if name in db.TIME_COLUMNS
+    return {str(row["slug"]): tuple(as_utc(row[name]) if name in db.TIME_COLUMNS
                                   and row[name] is not None else row[name]
                                   for name in COLUMNS) for row in found}
 
@@ -104,7 +105,8 @@ async def test_sqlite_to_postgresql_twice_then_a_change(
         fresh = await db.create_snippet(database, "python", "after the copy")
     finally:
         await database.close()
-    assert fresh.id > max(expected)
+    key = COLUMNS.index("id")
+    assert (await rows(target))[fresh.id][key] > max(row[key] for row in expected.values())
 
 
 async def test_postgresql_back_to_a_new_sqlite_file(

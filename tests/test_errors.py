@@ -13,7 +13,7 @@ import pytest
 
 from snippet_service.web.forms import max_body_bytes
 from snippet_service.web.middlewares import TITLES
-from tests.helpers import until
+from tests.helpers import HTML, until
 from tests.servers import Stack
 
 LEAKS = ("Traceback", "File \"", "OperationalError", "sqlite3", "Exception")
@@ -31,13 +31,15 @@ def _request_kwargs(path: str) -> dict[str, object]:
         return {"data": b"{}", "headers": {"Content-Type": "text/plain"}}
     if case == "403":  # a form without the token
         return {"data": {"language": "python", "plain_code": "x"}}
+    if path.startswith("/snippets/"):  # a browser's request (others get plain text)
+        return {"headers": HTML}
     return {}
 
 
 @pytest.mark.parametrize(("method", "path", "status"), [
     ("GET", "/snippets/424242", 404),
     ("GET", "/no/such/page", 404),
-    ("PUT", "/snippets", 405),
+    ("DELETE", "/snippets", 405),
     ("POST", "/snippets?403", 403),
     ("POST", "/snippets?413", 413),
     ("POST", "/snippets?415", 415),
@@ -64,7 +66,7 @@ async def test_error_pages_come_from_the_template(
 @pytest.mark.parametrize(("method", "path", "status"), [
     ("GET", "/api/snippets/424242", 404),
     ("GET", "/api/no/such/thing", 404),
-    ("DELETE", "/api/snippets/1", 405),
+    ("PATCH", "/api/snippets/1", 405),
     ("POST", "/api/snippets?413", 413),
     ("POST", "/api/snippets?415", 415),
 ])
@@ -80,15 +82,18 @@ async def test_api_errors_are_json(stack: Stack, http: aiohttp.ClientSession, me
     assert body["request_id"] == response.headers["X-Request-Id"]
 
 
-def _insert_corrupt_row(stack: Stack) -> int:
-    """A row whose code is not UTF-8, as a damaged database might hold: reading it fails."""
+CORRUPT_ID = "c0rrupt-r0w"
+
+
+def _insert_corrupt_row(stack: Stack) -> str:
+    """A public row whose code is not UTF-8, as a damaged database might hold: reading it
+    fails (on its page and in the list)."""
     with sqlite3.connect(stack.db_path, timeout=10) as conn:
-        cursor = conn.execute(
-            "INSERT INTO snippets (language, plain_code, status, created_at, updated_at)"
-            " VALUES ('python', CAST(X'FFFE41' AS TEXT), 'highlighted', ?, ?)",
-            ("2026-01-01T00:00:00.000Z",) * 2)
-        assert cursor.lastrowid is not None
-        return cursor.lastrowid
+        conn.execute(
+            "INSERT INTO snippets (slug, language, plain_code, status, created_at, updated_at,"
+            " visibility) VALUES (?, 'python', CAST(X'FFFE41' AS TEXT), 'highlighted', ?, ?,"
+            " 'public')", (CORRUPT_ID, *("2026-01-01T00:00:00.000Z",) * 2))
+    return CORRUPT_ID
 
 
 async def test_an_unexpected_error_is_a_500_page_and_a_logged_traceback(
@@ -97,7 +102,7 @@ async def test_an_unexpected_error_is_a_500_page_and_a_logged_traceback(
     try:
         request_ids = []
         for path in (f"/snippets/{snippet_id}", "/"):  # the snippet, and the recent list
-            async with http.get(stack.url + path) as response:
+            async with http.get(stack.url + path, headers=HTML) as response:
                 page = await response.text()
             assert response.status == 500
             assert response.content_type == "text/html"
@@ -117,7 +122,7 @@ async def test_an_unexpected_error_is_a_500_page_and_a_logged_traceback(
         request_ids.append(body["request_id"])
     finally:
         with sqlite3.connect(stack.db_path, timeout=10) as conn:
-            conn.execute("DELETE FROM snippets WHERE id = ?", (snippet_id,))
+            conn.execute("DELETE FROM snippets WHERE slug = ?", (snippet_id,))
 
     await until(lambda: all(f"(request id {rid})" in stack.web.log() for rid in request_ids),
                 5, "not every request id was logged")

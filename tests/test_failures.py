@@ -5,7 +5,7 @@ from __future__ import annotations
 import aiohttp
 
 from tests.fake_highlighter import REFUSAL
-from tests.helpers import create_via_form, wait_for_snippet
+from tests.helpers import HTML, create_via_form, wait_for_snippet
 from tests.servers import Stack
 
 
@@ -17,7 +17,7 @@ async def test_refused_language_fails_with_the_reason(fake_stack: Stack,
     assert REFUSAL in body["error"]
     assert body["highlighted_code"] is None
 
-    async with http.get(f"{fake_stack.url}/snippets/{snippet_id}") as response:
+    async with http.get(f"{fake_stack.url}/snippets/{snippet_id}", headers=HTML) as response:
         page = await response.text()
     assert "Highlighting failed" in page
     assert REFUSAL.replace("'", "&#39;") in page

@@ -8,7 +8,7 @@ import json
 import aiohttp
 import pytest
 
-from tests.helpers import create_via_api, create_via_form, wait_for_snippet
+from tests.helpers import HTML, create_via_api, create_via_form, wait_for_snippet
 from tests.servers import Stack
 
 pytestmark = pytest.mark.usefixtures("backend")  # on SQLite and on PostgreSQL
@@ -26,7 +26,7 @@ async def test_form_post_is_highlighted_by_the_worker(stack: Stack,
     assert '<span class="nf">greet</span>' in body["highlighted_code"]
     assert body["error"] is None
 
-    async with http.get(f"{stack.url}/snippets/{snippet_id}") as response:
+    async with http.get(f"{stack.url}/snippets/{snippet_id}", headers=HTML) as response:
         page = await response.text()
     assert response.status == 200
     assert '<div class="highlight">' in page
@@ -40,7 +40,7 @@ async def test_pending_page_shows_escaped_plain_code_and_state(
     stack.worker and stack.worker.stop()
     try:
         snippet_id = await create_via_form(http, stack.url, "python", CODE)
-        async with http.get(f"{stack.url}/snippets/{snippet_id}") as response:
+        async with http.get(f"{stack.url}/snippets/{snippet_id}", headers=HTML) as response:
             page = await response.text()
         assert "Highlighting…" in page
         assert "&lt;b&gt;not bold&lt;/b&gt;" in page
@@ -101,10 +101,12 @@ async def test_live_update_stream_delivers_the_highlight(stack: Stack,
 
 async def test_home_page_lists_languages_and_recent_snippets(
         stack: Stack, http: aiohttp.ClientSession) -> None:
-    created = await create_via_api(http, stack.url, "python", "print('recent one')")
-    async with http.get(f"{stack.url}/") as response:
+    created = await create_via_api(http, stack.url, "python", "print('recent one')",
+                                   visibility="public")
+    async with http.get(f"{stack.url}/", headers=HTML) as response:
         page = await response.text()
-    assert '<option value="python" selected>Python</option>' in page
+    assert '<option value="auto" selected>Auto-detect</option>' in page
+    assert '<option value="python">Python</option>' in page
     assert '<option value="rust">Rust</option>' in page
     assert f'href="/snippets/{created["id"]}"' in page
     assert "print(&#39;recent one&#39;)" in page

@@ -19,7 +19,7 @@ from snippet_service.web.csrf import COOKIE_NAME, FIELD_NAME, SECURE_COOKIE_NAME
 from snippet_service.web.forms import max_body_bytes
 from snippet_service.web.middlewares import SERVER_NAME
 from tests.conftest import MakeStack, row_count
-from tests.helpers import create_via_api, until, wait_for_snippet
+from tests.helpers import create_via_api, owner, until, wait_for_snippet
 from tests.servers import Stack
 
 BODY_LIMIT = max_body_bytes(512 * 1024)
@@ -114,7 +114,7 @@ async def test_rehighlight_sees_its_body_with_the_rate_limit_on(
     await wait_for_snippet(http, front.url, created["id"])
     url = f"{front.url}/api/snippets/{created['id']}/highlight"
 
-    async with http.post(url, json={"language": "text"}) as response:
+    async with http.post(url, json={"language": "text"}, headers=owner(created)) as response:
         assert response.status == 202, await response.text()
         assert (await response.json())["language"] == "text"
     body = await wait_for_snippet(http, front.url, created["id"])
@@ -127,14 +127,15 @@ async def test_rehighlight_sees_its_body_with_the_rate_limit_on(
         (b'["text"]', "application/json", 400),
         (b"language=python", "application/x-www-form-urlencoded", 415),
     ]:
-        async with http.post(url, data=data, headers={"Content-Type": content_type}) as response:
+        async with http.post(url, data=data, headers={"Content-Type": content_type,
+                                                      **owner(created)}) as response:
             assert response.status == status, (data, await response.text())
             assert response.content_type == "application/json"
     async with http.get(f"{front.url}/api/snippets/{created['id']}") as response:
         after = await response.json()
     assert (after["language"], after["revision"]) == ("text", revision)
 
-    async with http.post(url) as response:  # no body: highlight again in the same language
+    async with http.post(url, headers=owner(created)) as response:  # no body: same language
         assert response.status == 202
         assert (await response.json())["language"] == "text"
 
@@ -146,8 +147,8 @@ async def test_deeply_nested_json_is_a_400(front: Stack, http: aiohttp.ClientSes
     rows = row_count(front.db_path)
     nested = (shape * 100_000).encode()
     for path in ("/api/snippets", f"/api/snippets/{created['id']}/highlight"):
-        async with http.post(f"{front.url}{path}", data=nested,
-                             headers={"Content-Type": "application/json"}) as response:
+        async with http.post(f"{front.url}{path}", data=nested, headers={
+                "Content-Type": "application/json", **owner(created)}) as response:
             assert response.status == 400, await response.text()
             assert "nested too deeply" in (await response.json())["error"]
     assert row_count(front.db_path) == rows

@@ -27,9 +27,9 @@ pytestmark = pytest.mark.spread  # every test starts a stack of its own
 
 
 async def create_many(http: aiohttp.ClientSession, base_url: str, language: str,
-                      codes: list[str]) -> list[int]:
+                      codes: list[str]) -> list[str]:
     """Create a snippet for each code through the API, 200 requests at a time."""
-    ids: list[int] = []
+    ids: list[str] = []
     for first in range(0, len(codes), 200):
         bodies = await asyncio.gather(*(create_via_api(http, base_url, language, code)
                                         for code in codes[first:first + 200]))
@@ -51,7 +51,7 @@ def spread_codes(tag: str, count: int) -> list[str]:
 
 
 async def start_mid_batch(stack: Stack, http: aiohttp.ClientSession, tag: str, count: int,
-                          done: int) -> list[int]:
+                          done: int) -> list[str]:
     """Create ``count`` slow snippets and wait until ``done`` of them are highlighted: the
     worker is then in the middle of its batches (some written, most still running)."""
     count_highlight_writes(stack.database)
@@ -141,7 +141,7 @@ def job_stack(make_stack: MakeStack, flaky_highlighter: str) -> Stack:
                       JOB_TIMEOUT="5")
 
 
-def job(pool: ArqRedis, snippet_id: int, revision: int = 1) -> Job:
+def job(pool: ArqRedis, snippet_id: str, revision: int = 1) -> Job:
     return Job(highlight_job_id(snippet_id, revision), pool,
                _queue_name=Config.queue_name, _deserializer=pool.job_deserializer)
 

@@ -64,11 +64,11 @@ async def test_1000_concurrent_creations_all_stored_and_highlighted(
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector,
                                      timeout=aiohttp.ClientTimeout(total=120)) as session:
-        async def create(n: int) -> tuple[int, int]:
+        async def create(n: int) -> tuple[int, str]:
             async with session.post(f"{stack.url}/api/snippets",
                                     json={"language": "python", "code": f"n = {n}"}) as response:
                 body = await response.json()
-                return response.status, body.get("id", -1)
+                return response.status, body.get("id", "")
 
         results = await asyncio.gather(*(create(n) for n in range(count)))
     assert Counter(status for status, _ in results) == {201: count}
@@ -79,7 +79,7 @@ async def test_1000_concurrent_creations_all_stored_and_highlighted(
     def statuses() -> Counter[str]:
         with sqlite3.connect(stack.db_path, timeout=10) as conn:
             return Counter(dict(conn.execute(
-                f"SELECT status, count(*) FROM snippets WHERE id IN ({','.join('?' * count)})"
+                f"SELECT status, count(*) FROM snippets WHERE slug IN ({','.join('?' * count)})"
                 " GROUP BY status", sorted(ids)).fetchall()))
 
     await until(lambda: statuses().get("pending", 0) == 0, 120,

@@ -14,7 +14,7 @@ import aiohttp
 import psutil
 import pytest
 
-from snippet_service import db
+from snippet_service import bulk, db
 from snippet_service.sqlite import Database
 from tests.databases import SqliteFile, TestDatabase, stored_time
 from tests.helpers import peak_rss, until
@@ -25,14 +25,17 @@ BIG_CODE = 500 * 1024  # characters of code per snippet, near MAX_SNIPPET_BYTES
 BIG_HTML = 3 * MiB  # of highlighted HTML per snippet
 
 
-def insert_large_snippets(database: TestDatabase, count: int) -> list[int]:
-    """Store ``count`` highlighted snippets with large code and HTML, as the worker would."""
+def insert_large_snippets(database: TestDatabase, count: int) -> list[str]:
+    """Store ``count`` public highlighted snippets with large code and HTML, as the worker
+    would."""
     now = stored_time(database, db.utcnow())
-    rows = [("python", f"\n\n   \nbig_{n} = 'first line {n}'\n" + "x" * BIG_CODE,
-             "<pre>" + "y" * BIG_HTML + "</pre>", "highlighted", now, now) for n in range(count)]
+    rows = [(db.new_id(), "python", f"\n\n   \nbig_{n} = 'first line {n}'\n" + "x" * BIG_CODE,
+             "<pre>" + "y" * BIG_HTML + "</pre>", "highlighted", now, now, db.PUBLIC)
+            for n in range(count)]
     return [database.query(
-        "INSERT INTO snippets (language, plain_code, highlighted_code, status, created_at,"
-        " updated_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id", row)[0][0] for row in rows]
+        "INSERT INTO snippets (slug, language, plain_code, highlighted_code, status, created_at,"
+        " updated_at, visibility) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING slug", row)[0][0]
+        for row in rows]
 
 
 @pytest.mark.usefixtures("backend")  # on SQLite and on PostgreSQL
@@ -72,7 +75,8 @@ async def test_summaries_and_status_read_no_large_column(tmp_path: Path) -> None
     database = Database(tmp_path / "lists.db", 1)
     await database.open()
     try:
-        expired = await db.create_snippet(database, "python", "gone = 1", expires_in=0.001)
+        (expired,) = await bulk.create_snippets(database, [
+            db.Draft("python", "gone = 1", expires_in=0.001, visibility=db.PUBLIC)])
         ids = insert_large_snippets(SqliteFile(database.path), 3)
         assert expired.expires_at is not None
         expires_at = expired.expires_at  # lists and status checks leave it out once past
@@ -80,9 +84,9 @@ async def test_summaries_and_status_read_no_large_column(tmp_path: Path) -> None
                     interval=0.005)
         async with database.connection() as conn:  # the pool's one connection
             await conn.set_authorizer(_forbid_large_columns)
-        summaries = await db.recent_summaries(database)
+        summaries = await db.public_summaries(database)
         state = await db.snippet_status(database, ids[0])
-        missing = await db.snippet_status(database, 10**9)
+        missing = await db.snippet_status(database, "no-such-one")
         gone = await db.snippet_status(database, expired.id)
         async with database.connection() as conn:
             await conn.set_authorizer(None)

@@ -123,11 +123,12 @@ async def cut_highlighter_then(redis: Redis, host: Host, sig: int) -> list[str]:
 
 
 async def post_snippets(http: aiohttp.ClientSession, webs: list[Host],
-                        created: list[int]) -> dict[str, int]:
+                        created: list[str]) -> dict[str, int]:
     """2,000 snippets through the API, alternating between the web processes, 32 at once;
     half-way, the first 100 are highlighted again. The creations per web host."""
     per_web = {web.name: 0 for web in webs}
     numbers = iter(range(SNIPPETS))
+    tokens: dict[str, str] = {}  # each snippet's owner token
 
     async def client() -> None:
         for n in numbers:
@@ -136,12 +137,16 @@ async def post_snippets(http: aiohttp.ClientSession, webs: list[Host],
             async with http.post(f"{web.url}/api/snippets",
                                  json={"language": "python", "code": code}) as response:
                 assert response.status == 201, await response.text()
-                created.append((await response.json())["id"])
+                body = await response.json()
+                tokens[body["id"]] = body["owner_token"]
+                created.append(body["id"])
             per_web[web.name] += 1
             if n == SNIPPETS // 2:
-                for snippet_id in created[:REHIGHLIGHTS]:
-                    async with http.post(f"{webs[snippet_id % 2].url}/api/snippets/"
-                                         f"{snippet_id}/highlight", json={}) as again:
+                for m, snippet_id in enumerate(created[:REHIGHLIGHTS]):
+                    async with http.post(
+                            f"{webs[m % 2].url}/api/snippets/{snippet_id}/highlight", json={},
+                            headers={"Authorization": f"Bearer {tokens[snippet_id]}"}
+                    ) as again:
                         assert again.status == 202, await again.text()
 
     await asyncio.gather(*(client() for _ in range(CLIENTS)))
@@ -158,7 +163,7 @@ async def test_two_web_and_three_worker_hosts_lose_nothing_and_write_once(
     assert first.busy == everyone and all(view == everyone for view in first.health)
     await database.count_writes()
 
-    created: list[int] = []
+    created: list[str] = []
     watching = asyncio.create_task(monitor.run())
     posting = asyncio.create_task(post_snippets(http, webs, created))
     try:

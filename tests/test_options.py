@@ -17,7 +17,8 @@ from snippet_service.web.options import (
     ({}, None), ({"expires_in": None}, None), ({"expires_in": ""}, None),
     ({"expires_in": "never"}, None), ({"expires_in": "10m"}, 600.0),
     ({"expires_in": "1h"}, 3600.0), ({"expires_in": "1d"}, 86400.0),
-    ({"expires_in": "1w"}, 7 * 86400.0),
+    ({"expires_in": "1w"}, 7 * 86400.0), ({"expires_in": "1mo"}, 30 * 86400.0),
+    ({"expires_in": "1y"}, 365 * 86400.0),
 ])
 def test_expiry_choices(data: dict[str, object], seconds: float | None) -> None:
     errors: dict[str, str] = {}
@@ -25,12 +26,12 @@ def test_expiry_choices(data: dict[str, object], seconds: float | None) -> None:
     assert errors == {}
 
 
-@pytest.mark.parametrize("value", ["1y", "10M", " 1h", 600, ["1h"], True])
+@pytest.mark.parametrize("value", ["2y", "1M", "10M", " 1h", 600, ["1h"], True])
 def test_unknown_expiry_is_an_error_naming_the_choices(value: object) -> None:
     errors: dict[str, str] = {}
     assert parse_expiry({"expires_in": value}, errors) is None
-    assert errors == {"expires_in": "Expiry must be one of: never, 10m, 1h, 1d, 1w."}
-    assert list(EXPIRY_CHOICES) == ["never", "10m", "1h", "1d", "1w"]
+    assert errors == {"expires_in": "Expiry must be one of: never, 10m, 1h, 1d, 1w, 1mo, 1y."}
+    assert list(EXPIRY_CHOICES) == ["never", "10m", "1h", "1d", "1w", "1mo", "1y"]
 
 
 @pytest.mark.parametrize(("data", "seconds"), [

@@ -18,7 +18,7 @@ import psutil
 import pytest
 
 from snippet_service.valkey import free_port
-from tests.helpers import create_via_form, until, wait_for_snippet
+from tests.helpers import HTML, create_via_form, until, wait_for_snippet
 from tests.servers import ROOT, base_env
 
 SOURCES = ("setup.cfg", "pyproject.toml", "README.md", "snippet_service", "tasks")
@@ -109,7 +109,7 @@ async def test_the_wheel_installs_and_runs_outside_the_repository(
         assert body["status"] == "highlighted", (body, log.read_text())
         assert '<span class="nb">print</span>' in body["highlighted_code"]
         for path in ("/static/site.css", "/highlight.css", f"/snippets/{snippet_id}", "/jobs"):
-            async with http.get(url + path) as response:
+            async with http.get(url + path, headers=HTML) as response:  # as a browser
                 assert response.status == 200, (path, await response.text())
         assert (place / "var" / "snippets.db").exists()
 

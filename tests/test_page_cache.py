@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import aiohttp
 
-from tests.helpers import create_via_api, until, wait_for_snippet
+from tests.helpers import HTML, create_via_api, owner, until, wait_for_snippet
 from tests.servers import Stack
 
 
 async def page(http: aiohttp.ClientSession, url: str) -> str:
-    async with http.get(url) as response:
+    async with http.get(url, headers=HTML) as response:
         assert response.status == 200
         return await response.text()
 
@@ -31,7 +31,7 @@ async def test_rehighlight_through_one_process_updates_another(
         stack.worker.stop()  # no job finishes: only the re-highlight itself is announced
         try:
             async with http.post(f"{stack.url}/api/snippets/{created['id']}/highlight",
-                                 json={"language": "text"}) as response:
+                                 json={"language": "text"}, headers=owner(created)) as response:
                 assert response.status == 202
             async def stale_copy_gone() -> bool:
                 return "Highlighting…" in await page(http, other_url + path)

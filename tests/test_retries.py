@@ -47,7 +47,7 @@ async def request_times(http: aiohttp.ClientSession, upstream: str, code: str) -
     return times
 
 
-def dead_entry(stack: Stack, snippet_id: int) -> dict[str, Any] | None:
+def dead_entry(stack: Stack, snippet_id: str) -> dict[str, Any] | None:
     client = redis.Redis.from_url(stack.redis_url)
     try:
         for job_id in client.zrange(deadset.DEAD_SET, 0, -1):

@@ -16,7 +16,7 @@ from snippet_service.config import Config
 from snippet_service.jobops import delete_job
 from snippet_service.queue import open_pool
 from tests.databases import stored_time
-from tests.helpers import create_via_api, until, wait_for_snippet
+from tests.helpers import HTML, create_via_api, owner, until, wait_for_snippet
 from tests.servers import Stack
 
 pytestmark = pytest.mark.usefixtures("backend")  # on SQLite and on PostgreSQL
@@ -63,7 +63,7 @@ async def test_expiring_snippet_is_deleted_by_its_deferred_job(
     finally:
         client.close()
     def deleted() -> bool:
-        return not stack.database.query("SELECT 1 FROM snippets WHERE id = ?",
+        return not stack.database.query("SELECT 1 FROM snippets WHERE slug = ?",
                                         (created["id"],))
 
     await until(deleted, 10, "the expiry job did not delete the snippet")
@@ -75,7 +75,7 @@ async def test_expired_snippet_is_404_even_if_its_job_was_lost(
         stack: Stack, http: aiohttp.ClientSession) -> None:
     created = await create_via_api(http, stack.url, "python", "old = 1")
     past = stored_time(stack.database, datetime(2000, 1, 1, tzinfo=UTC))
-    stack.database.query("UPDATE snippets SET expires_at = ? WHERE id = ?",
+    stack.database.query("UPDATE snippets SET expires_at = ? WHERE slug = ?",
                          (past, created["id"]))
     for path in (f"/snippets/{created['id']}", f"/snippets/{created['id']}/raw",
                  f"/api/snippets/{created['id']}"):
@@ -85,12 +85,12 @@ async def test_expired_snippet_is_404_even_if_its_job_was_lost(
 
 async def test_form_offers_expiry_and_rejects_unknown_choices(
         stack: Stack, http: aiohttp.ClientSession) -> None:
-    async with http.get(f"{stack.url}/") as response:
+    async with http.get(f"{stack.url}/", headers=HTML) as response:
         page = await response.text()
-    for label in ("Never", "10 minutes", "1 hour", "1 day", "1 week"):
+    for label in ("Never", "10 minutes", "1 hour", "1 day", "1 week", "1 month", "1 year"):
         assert f">{label}</option>" in page
     async with http.post(f"{stack.url}/api/snippets", json={
-            "language": "python", "code": "x", "expires_in": "1y"}) as response:
+            "language": "python", "code": "x", "expires_in": "2y"}) as response:
         assert response.status == 400
         assert "Expiry must be one of" in (await response.json())["error"]
 
@@ -103,6 +103,9 @@ async def test_rehighlight_in_another_language_uses_a_new_job(
 
     async with http.post(f"{stack.url}/api/snippets/{created['id']}/highlight",
                          json={"language": "text"}) as response:
+        assert response.status == 403  # only its owner may
+    async with http.post(f"{stack.url}/api/snippets/{created['id']}/highlight",
+                         json={"language": "text"}, headers=owner(created)) as response:
         assert response.status == 202
         second = await response.json()
     assert (second["revision"], second["language"], second["status"]) == (2, "text", "pending")
@@ -112,7 +115,7 @@ async def test_rehighlight_in_another_language_uses_a_new_job(
     assert "def f(): pass" in body["highlighted_code"]
 
     async with http.post(f"{stack.url}/api/snippets/{created['id']}/highlight",
-                         json={"language": "nope"}) as response:
+                         json={"language": "nope"}, headers=owner(created)) as response:
         assert response.status == 400
     async with http.post(f"{stack.url}/api/snippets/999999/highlight") as response:
         assert response.status == 404
@@ -121,10 +124,10 @@ async def test_rehighlight_in_another_language_uses_a_new_job(
 async def test_rehighlight_refuses_bad_bodies(stack: Stack, http: aiohttp.ClientSession) -> None:
     created = await create_via_api(http, stack.url, "python", "z = 0")
     url = f"{stack.url}/api/snippets/{created['id']}/highlight"
-    async with http.post(url, json={"language": []}) as response:
+    async with http.post(url, json={"language": []}, headers=owner(created)) as response:
         assert response.status == 400
-    async with http.post(url, data=b"",
-                         headers={"Content-Type": "application/x-www-form-urlencoded"}) as response:
+    async with http.post(url, data=b"", headers={
+            "Content-Type": "application/x-www-form-urlencoded", **owner(created)}) as response:
         assert response.status == 415  # what a cross-site form would send
 
 

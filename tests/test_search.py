@@ -96,7 +96,7 @@ async def test_results_are_paged(search_stack: Stack, http: aiohttp.ClientSessio
         now = time.time()
         for n in range(60):
             await deadset.record_dead(pool, deadset.FailedJob(
-                f"paged:{n}", "highlight_snippet", [n], "E", f"{needle} {n}", "", 1, 0,
+                f"paged:{n}", "highlight_snippet", [str(n)], "E", f"{needle} {n}", "", 1, 0,
                 now - 60 + n))
     finally:
         await pool.aclose()
@@ -114,7 +114,9 @@ async def test_results_are_paged(search_stack: Stack, http: aiohttp.ClientSessio
     ({"q": "1", "mode": "everything"}, "Search in one of"),
     ({"q": "1", "page": "0"}, "The page is a number"),
     ({"q": "1", "page": "two"}, "The page is a number"),
-    ({"q": "abc", "mode": "snippet"}, "A snippet id is a number"),
+    ({"q": "abc", "mode": "snippet"}, "A snippet id is like 42 or k3Jd9_x-Qa2"),
+    ({"q": "k3Jd9_x-Qa2!", "mode": "snippet"}, "A snippet id is like 42"),
+    ({"q": "k" * 33, "mode": "snippet"}, "A snippet id is like 42"),
 ])
 def test_a_search_that_cannot_run_is_refused(query: dict[str, str], message: str) -> None:
     with pytest.raises(BadQuery, match=message):
@@ -125,7 +127,7 @@ async def test_a_bad_search_is_a_400_page(search_stack: Stack,
                                           http: aiohttp.ClientSession) -> None:
     bad: list[dict[str, Any]] = [
         {"q": "x" * 5000}, {"q": "a\x00b"}, {"q": "1", "mode": "nope"}, {"q": "1", "page": "-1"},
-        {"q": "99999999999999999999999", "mode": "snippet"}]
+        {"q": "not/an-id", "mode": "snippet"}]
     for query in bad:
         status, page = await search(http, search_stack, **query)
         assert status == 400, (query, page)

@@ -12,7 +12,7 @@ import pytest
 from snippet_service.web.app import TEMPLATES_DIR
 from snippet_service.web.csrf import BAD_TOKEN, COOKIE_NAME, CROSS_SITE, FIELD_NAME
 from tests.conftest import queued_jobs, row_count
-from tests.helpers import create_via_api, form_token, post_form, token_cookie
+from tests.helpers import HTML, create_via_api, form_token, post_form, token_cookie
 from tests.servers import Stack
 
 SNIPPET = {"language": "python", "plain_code": "x = 1"}
@@ -156,11 +156,13 @@ async def _responses(stack: Stack,
     token = await form_token(http, stack.url)
     requests = {
         "page": ("GET", "/", {}),
-        "snippet page": ("GET", f"/snippets/{ident}", {}),
+        "snippet page": ("GET", f"/snippets/{ident}", {"headers": HTML}),
+        "snippet text": ("GET", f"/snippets/{ident}", {}),
         "raw": ("GET", f"/snippets/{ident}/raw", {}),
         "events": ("GET", f"/snippets/{ident}/events", {}),
         "404 page": ("GET", "/nowhere", {}),
-        "405 page": ("PUT", "/snippets", {}),
+        "405 page": ("DELETE", "/snippets", {}),
+        "upload": ("PUT", "/", {"data": b"uploaded = True\n"}),
         "403 page": ("POST", "/snippets", {"data": SNIPPET}),
         "400 page": ("POST", "/snippets", {"data": {FIELD_NAME: token},
                                            "headers": token_cookie(token)}),

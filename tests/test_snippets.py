@@ -89,8 +89,8 @@ def assert_aware_utc(*moments: datetime | None) -> None:
 TIME_COLUMNS = ("created_at", "updated_at", "highlight_at", "expires_at", "queued_at")
 
 
-def stored_times(stored: databases.TestDatabase, snippet_id: int) -> dict[str, object]:
-    (row,) = stored.query(f"SELECT {', '.join(TIME_COLUMNS)} FROM snippets WHERE id = ?",
+def stored_times(stored: databases.TestDatabase, snippet_id: str) -> dict[str, object]:
+    (row,) = stored.query(f"SELECT {', '.join(TIME_COLUMNS)} FROM snippets WHERE slug = ?",
                           (snippet_id,))
     return dict(zip(TIME_COLUMNS, row, strict=True))
 
@@ -103,7 +103,8 @@ async def test_snippet_times_are_aware_datetimes_and_round_trip(
         before = datetime.now(UTC) - timedelta(milliseconds=1)
         one = await db.create_snippet(database, "python", "a = 1", highlight_in=30,
                                       expires_in=3600)
-        drafts = [bulk.Draft("python", "b = 2"), bulk.Draft("text", "c", 5.5, 60)]
+        drafts = [bulk.Draft("python", "b = 2", visibility=db.PUBLIC),
+                  bulk.Draft("text", "c", 5.5, 60)]
         two, three = await bulk.create_snippets(database, drafts)
         assert_aware_utc(one.created_at, one.updated_at, one.highlight_at, one.expires_at,
                          one.queued_at, three.highlight_at, three.expires_at)
@@ -115,9 +116,9 @@ async def test_snippet_times_are_aware_datetimes_and_round_trip(
         assert await db.get_snippet(database, one.id) == one
         assert await bulk.get_snippets(database, [two.id, three.id]) == {two.id: two,
                                                                           three.id: three}
-        summary = (await db.recent_summaries(database))[-1]
+        (summary,) = await db.public_summaries(database)  # the one public snippet
         assert (summary.id, summary.created_at, summary.updated_at) == (
-            one.id, one.created_at, one.updated_at)
+            two.id, two.created_at, two.updated_at)
         again = await db.rehighlight(database, one.id)
         assert_aware_utc(again.updated_at, again.queued_at)
         assert again.created_at == one.created_at and again.highlight_at is None
@@ -145,7 +146,9 @@ async def test_rows_written_elsewhere_read_back_as_datetimes(tmp_path: Path) -> 
                 "INSERT INTO snippets (language, plain_code, status, created_at, updated_at)"
                 " VALUES ('python', 'x', 'pending', '2024-02-29T23:59:59.999Z',"
                 " '2024-03-01T00:00:00.000Z') RETURNING id").fetchone()
-        snippet = await db.get_snippet(database, ident)
+            # its number became its id when the table gained public ids
+            conn.execute("UPDATE snippets SET slug = CAST(id AS TEXT) WHERE id = ?", (ident,))
+        snippet = await db.get_snippet(database, str(ident))
     finally:
         await database.close()
     assert snippet.created_at == datetime(2024, 2, 29, 23, 59, 59, 999000, tzinfo=UTC)
@@ -180,7 +183,8 @@ async def test_intake_stores_and_enqueues_each_snippets_jobs(world: World) -> No
         )
     finally:
         await intake.close()
-    assert [plain.id + 1, plain.id + 2] == [deferred.id, expiring.id]  # in submitted order
+    stored = await world.database.fetch("SELECT slug FROM snippets ORDER BY id")
+    assert [row[0] for row in stored] == [plain.id, deferred.id, expiring.id]  # in order
     for snippet in (plain, deferred, expiring):
         assert await db.get_snippet(world.database, snippet.id) == snippet
         assert snippet.status == db.PENDING and snippet.revision == 1
@@ -229,7 +233,7 @@ async def test_rehighlight_makes_a_new_revision_and_job_and_announces_it(
     assert await world.announced() == [str(created.id)]
     assert f"highlight:{created.id}:2" in await world.queued()
     with pytest.raises(db.SnippetNotFound):
-        await snippets.rehighlight(world.database, world.redis, 10**9)
+        await snippets.rehighlight(world.database, world.redis, "no-such-one")
 
 
 async def test_rehighlight_with_redis_down_leaves_it_pending(world: World) -> None:
@@ -257,7 +261,8 @@ async def test_fail_marks_a_pending_revision_failed_and_announces_it(world: Worl
     assert not await snippets.fail(world.database, world.redis, created.id, 1, "stale")
     assert await snippets.fail(world.database, world.redis, created.id, None, "current")
     assert (await db.get_snippet(world.database, created.id)).error == "current"
-    assert not await snippets.fail(world.database, world.redis, 10**9, None, "missing")
+    assert not await snippets.fail(world.database, world.redis, "no-such-one", None,
+                                   "missing")
 
 
 async def test_delete_and_expire_remove_snippets(world: World) -> None:

@@ -18,7 +18,7 @@ import psutil
 import pytest
 
 from tests.conftest import MakeStack
-from tests.helpers import create_via_api, peak_rss, until
+from tests.helpers import HTML, create_via_api, peak_rss, until
 from tests.servers import Stack
 
 PER_CLIENT = 20  # EVENT_STREAMS_PER_CLIENT's default
@@ -96,12 +96,12 @@ async def streams(port: int, path: str, count: int,
         await asyncio.gather(*(stream.close() for stream in opened))
 
 
-async def pending_snippet(http: aiohttp.ClientSession, stack: Stack) -> int:
+async def pending_snippet(http: aiohttp.ClientSession, stack: Stack) -> str:
     """A snippet that stays pending for an hour (its highlight is deferred)."""
     async with http.post(f"{stack.url}/api/snippets", json={
             "language": "python", "code": "later = 1", "highlight_in": 3600}) as response:
         assert response.status == 201, await response.text()
-        return int((await response.json())["id"])
+        return str((await response.json())["id"])
 
 
 async def until_accepted(port: int, path: str, source: str = "127.0.0.1") -> RawStream:
@@ -120,7 +120,7 @@ async def until_accepted(port: int, path: str, source: str = "127.0.0.1") -> Raw
     return stream
 
 
-async def until_stored(stack: Stack, ident: int, timeout: float = 60) -> str:
+async def until_stored(stack: Stack, ident: str, timeout: float = 60) -> str:
     """The snippet's status in the database once it is no longer pending."""
     def finished() -> str | None:
         status = stored_status(stack.db_path, ident)
@@ -162,9 +162,9 @@ async def test_streams_are_capped_per_address_and_in_total(
     assert "Traceback" not in log and " ERROR " not in log, log[-3000:]
 
 
-def stored_status(db_path: Path, ident: int) -> str:
+def stored_status(db_path: Path, ident: str) -> str:
     with sqlite3.connect(db_path) as conn:
-        return str(conn.execute("SELECT status FROM snippets WHERE id = ?", (ident,))
+        return str(conn.execute("SELECT status FROM snippets WHERE slug = ?", (ident,))
                    .fetchone()[0])
 
 
@@ -269,12 +269,13 @@ async def test_visitors_see_a_plain_reason_and_the_dashboard_the_detail(
     ident = created["id"]
     await until_stored(stack, ident, 30)
     with sqlite3.connect(stack.db_path) as conn:
-        stored = conn.execute("SELECT error FROM snippets WHERE id = ?", (ident,)).fetchone()[0]
+        stored = conn.execute("SELECT error FROM snippets WHERE slug = ?",
+                              (ident,)).fetchone()[0]
     assert "ClientConnectorError" in stored, stored  # the worker's detail, as it was stored
 
     shown: dict[str, str] = {}
     for name in ("", "/code", "/events"):
-        async with http.get(f"{stack.url}/snippets/{ident}{name}") as response:
+        async with http.get(f"{stack.url}/snippets/{ident}{name}", headers=HTML) as response:
             assert response.status == 200, name
             shown[name] = await response.text()
     async with http.get(f"{stack.url}/api/snippets/{ident}") as response:

@@ -104,7 +104,8 @@ async def test_arq_cli_runs_the_same_worker(make_stack: MakeStack,
     ours = stack.worker.log()
     assert stack.worker.stop() == 0
     worker = start_worker(stack, "arq-worker", ARQ_WORKER)
-    functions = "Starting worker for 3 functions: highlight_snippet, expire_snippet, cron:reconcile"
+    functions = ("Starting worker for 4 functions: highlight_snippet, expire_snippet,"
+                 " ansi_snippet, cron:reconcile")
     assert functions in ours and functions in worker.log()
 
     created = await create_via_api(http, stack.url, "python", "print('arq')")
