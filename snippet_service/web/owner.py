@@ -39,8 +39,16 @@ def bearer_token(request: web.Request) -> str | None:
 
 
 def presented_token(request: web.Request, snippet_id: str) -> str | None:
-    """The owner token the request carries: the bearer token, else the snippet's cookie."""
-    return bearer_token(request) or request.cookies.get(cookie_name(snippet_id)) or None
+    """The owner token the request carries: the bearer token, else the snippet's cookie
+    (on every page view: the headers are looked at before anything is parsed)."""
+    headers = request.headers
+    if "Authorization" in headers:
+        token = bearer_token(request)
+        if token:
+            return token
+    if COOKIE_PREFIX not in headers.get("Cookie", ""):
+        return None
+    return request.cookies.get(cookie_name(snippet_id)) or None
 
 
 def is_owner(request: web.Request, snippet: db.Snippet) -> bool:

@@ -21,7 +21,6 @@ from snippet_service.web.typedefs import CONFIG, DONE, REDIS
 
 logger = logging.getLogger("snippet_service.web.text")
 
-HTML_TYPES = ("text/html", "application/xhtml+xml")
 BURN_NOTICE = ("This snippet is deleted after its first reading. To read it now (and delete"
                " it), ask for ?format=text or ?format=ansi, or open it in a browser.")
 FORMATS = ("text", "ansi")
@@ -33,7 +32,7 @@ ANSI_RETRY_AFTER = 2
 def wants_html(request: web.Request) -> bool:
     """Whether the client asks for HTML (every browser's Accept names it; curl's is */*)."""
     accept = request.headers.get("Accept", "")
-    return any(kind in accept for kind in HTML_TYPES)
+    return "text/html" in accept or "application/xhtml+xml" in accept
 
 
 def plain_response(text: str, status: int = 200) -> web.Response:

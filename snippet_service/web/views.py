@@ -4,7 +4,6 @@ code, and the highlighter's stylesheets."""
 from __future__ import annotations
 
 import logging
-import secrets
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -17,7 +16,7 @@ from snippet_service.web import changes, text
 from snippet_service.web.detect import language_name
 from snippet_service.web.forms import SnippetForm
 from snippet_service.web.lookup import Reading, cached, cached_body, keep, read, snippet_id
-from snippet_service.web.middlewares import CSP_NONCE, csp_nonce
+from snippet_service.web.middlewares import CSP_NONCE, new_nonce
 from snippet_service.web.options import EXPIRY_CHOICES, VISIBILITY_CHOICES
 from snippet_service.web.owner import set_owner_cookie
 from snippet_service.web.reasons import visitor_reason
@@ -37,7 +36,8 @@ PAGE_SIZE = 20
 MAX_PAGE = 500  # the list goes back 10,000 snippets: no request skips more rows than that
 # A cached page is rendered with this stand-in for the script nonce; each answer gets a
 # fresh nonce in its place (random per process: no snippet can contain it on purpose).
-NONCE_STAND_IN = secrets.token_urlsafe(16)
+NONCE_STAND_IN = new_nonce()
+NONCE_STAND_IN_BYTES = NONCE_STAND_IN.encode()
 
 
 def page_number(request: web.Request) -> int:
@@ -160,9 +160,8 @@ def render_page(request: web.Request, context: dict[str, Any], status: int = 200
 
 
 def _with_fresh_nonce(request: web.Request, body: bytes) -> web.Response:
-    request.pop(CSP_NONCE, None)
-    nonce = csp_nonce(request)
-    return web.Response(body=body.replace(NONCE_STAND_IN.encode(), nonce.encode()),
+    nonce = request[CSP_NONCE] = new_nonce()
+    return web.Response(body=body.replace(NONCE_STAND_IN_BYTES, nonce.encode()),
                         headers=HTML_HEADERS)
 
 
