@@ -18,7 +18,7 @@ run: $(STAMP)
 	$(PY) -m snippet_service.launcher
 
 # Test processes side by side (pytest-xdist); TEST_PROCESSES=0 runs the suite in one.
-TEST_PROCESSES ?= 2
+TEST_PROCESSES ?= 3
 
 test: $(STAMP)
 	$(PY) -m pytest -n $(TEST_PROCESSES) --dist loadgroup $(PYTEST_ARGS)
