@@ -206,6 +206,8 @@ def main(argv: list[str] | None = None) -> None:
                 ms = [1000 * value for value in r.latencies]
                 e2e.add(backend, r.rate, r.submitted, len(ms), sum(r.failures.values()),
                         percentile(ms, 50), percentile(ms, 95), percentile(ms, 99))
+                for reason, count in r.failures.items():
+                    e2e.notes.append(f"  {backend} at {r.rate}/s: {count} x {reason}")
         for sq, pg in zip(latencies[SQLITE], latencies[POSTGRES], strict=True):
             e2e.notes.append(
                 f"at {sq.rate}/s: PostgreSQL p50 = "
