@@ -32,16 +32,15 @@ async def create_snippets(database: Database, drafts: Sequence[Draft]) -> list[S
     for first in range(0, len(drafts), MAX_BATCH_ROWS):
         chunk, now = drafts[first:first + MAX_BATCH_ROWS], utcnow()
         row_marks = f"({', '.join('?' * len(INSERT_COLUMNS))})"
-        ids = [new_id() for _ in chunk]
+        snippets = [new_snippet(draft, new_id(), now) for draft in chunk]
         changed = await database.write(
             f"INSERT INTO snippets ({', '.join(INSERT_COLUMNS)})"
             f" VALUES {', '.join([row_marks] * len(chunk))}",
-            tuple(value for d, ident in zip(chunk, ids, strict=True)
-                  for value in insert_row(d, ident, now)),
+            tuple(value for snippet in snippets for value in insert_row(snippet)),
         )
         if changed != len(chunk):
             raise RuntimeError(f"inserted {changed} of {len(chunk)} snippets")
-        created.extend(new_snippet(d, ident, now) for d, ident in zip(chunk, ids, strict=True))
+        created.extend(snippets)
     return created
 
 

@@ -176,26 +176,25 @@ async def create_snippet(
     return snippet
 
 
+# What a creator chooses, kept as it was chosen: the same names in a Draft, a Snippet
+# and the table.
+CHOSEN = ("title", "visibility", "owner_hash", "parent_id", "burn_after_reading", "detected")
+# The columns a new snippet's row is inserted with; ``slug`` is the Snippet's ``id``.
 INSERT_COLUMNS = ("slug", "language", "plain_code", "status", "created_at", "updated_at",
-                  "highlight_at", "expires_at", "queued_at", "title", "visibility",
-                  "owner_hash", "parent_id", "burn_after_reading", "detected")
-
-
-def insert_row(draft: Draft, snippet_id: str, now: datetime) -> tuple[Any, ...]:
-    """The values of INSERT_COLUMNS that store a new pending snippet made ``now`` (also
-    its updated_at and queued_at)."""
-    return (snippet_id, draft.language, draft.plain_code, PENDING, now, now,
-            _after(now, draft.highlight_in), _after(now, draft.expires_in), now, draft.title,
-            draft.visibility, draft.owner_hash, draft.parent_id, draft.burn_after_reading,
-            draft.detected)
+                  "highlight_at", "expires_at", "queued_at", *CHOSEN)
 
 
 def new_snippet(draft: Draft, snippet_id: str, now: datetime) -> Snippet:
-    """The snippet that :func:`insert_row`'s values stored as ``snippet_id``."""
+    """The pending snippet a draft becomes as ``snippet_id``, made ``now`` (also its
+    updated_at and queued_at)."""
     return Snippet(snippet_id, draft.language, draft.plain_code, None, PENDING, None, 1, now,
                    now, _after(now, draft.highlight_in), _after(now, draft.expires_in), now,
-                   draft.title, draft.visibility, draft.owner_hash, draft.parent_id,
-                   draft.burn_after_reading, draft.detected)
+                   **{name: getattr(draft, name) for name in CHOSEN})
+
+
+def insert_row(snippet: Snippet) -> tuple[Any, ...]:
+    """The values of INSERT_COLUMNS that store a new snippet."""
+    return (snippet.id, *(getattr(snippet, name) for name in INSERT_COLUMNS[1:]))
 
 
 def _after(now: datetime, seconds: float | None) -> datetime | None:

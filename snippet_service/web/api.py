@@ -13,10 +13,10 @@ from aiohttp import web
 from snippet_service import db
 from snippet_service.web import changes
 from snippet_service.web.detect import language_name
-from snippet_service.web.lookup import Reading, cached_body, snippet_id
+from snippet_service.web.lookup import Reading, cached_body, page_url, snippet_id, snippet_url
 from snippet_service.web.reasons import api_error
-from snippet_service.web.typedefs import DB, LANGUAGES
-from snippet_service.web.views import PAGE_SIZE, page_number
+from snippet_service.web.typedefs import LANGUAGES
+from snippet_service.web.views import public_page
 
 logger = logging.getLogger("snippet_service.web.api")
 
@@ -32,10 +32,8 @@ def json_time(moment: datetime | None) -> str | None:
 
 def snippet_json(request: web.Request, snippet: db.Snippet) -> dict[str, Any]:
     """A snippet as the API shows it, with its URLs."""
-    router, ident = request.app.router, snippet.id
-
-    def url(name: str) -> str:  # the id is URL-safe: nothing to quote, so no url_for
-        return router[name].canonical.replace("{id}", ident)
+    def url(name: str) -> str:
+        return snippet_url(request, name, snippet.id)
 
     return {
         "id": snippet.id,
@@ -87,7 +85,7 @@ async def create(request: web.Request) -> web.Response:
     if submitted.snippet is None:
         return invalid(submitted.form.errors)
     body = snippet_json(request, submitted.snippet)
-    body["url"] = str(request.url.origin()) + body["urls"]["html"]
+    body["url"] = page_url(request, submitted.snippet.id)
     body["owner_token"] = submitted.token  # shown this once: only its hash is kept
     return web.json_response(body, status=201, headers={"Location": body["urls"]["api"]})
 
@@ -104,15 +102,14 @@ async def show(request: web.Request) -> web.Response:
 
 async def index(request: web.Request) -> web.Response:
     """``GET /api/snippets?page=N``: the public snippets, newest first, PAGE_SIZE a page."""
-    page = page_number(request)
-    listed = await db.public_summaries(request.app[DB], PAGE_SIZE + 1, (page - 1) * PAGE_SIZE)
+    page, listed, has_next = await public_page(request)
     items = [{"id": item.id, "title": item.title, "language": item.language,
               "status": item.status, "excerpt": item.excerpt,
               "created_at": json_time(item.created_at),
-              "url": request.app.router["api_snippet"].canonical.replace("{id}", item.id)}
-             for item in listed[:PAGE_SIZE]]
+              "url": snippet_url(request, "api_snippet", item.id)}
+             for item in listed]
     return web.json_response({"snippets": items, "page": page,
-                              "next_page": page + 1 if len(listed) > PAGE_SIZE else None})
+                              "next_page": page + 1 if has_next else None})
 
 
 async def delete(request: web.Request) -> web.Response:

@@ -41,11 +41,6 @@ class PageCache:
         self.max_entries = max_entries
         self.max_bytes = max_bytes
 
-    def get(self, kind: str, snippet_id: str) -> bytes | None:
-        """The cached body, or None (also once the snippet has expired)."""
-        entry = self.entry(kind, snippet_id)
-        return None if entry is None else entry.body
-
     def entry(self, kind: str, snippet_id: str) -> Entry | None:
         """The cached entry, or None (also once the snippet has expired)."""
         entry = self._entries.get((kind, snippet_id))

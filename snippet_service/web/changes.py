@@ -28,6 +28,8 @@ class Submitted:
     the new snippet and its owner token."""
 
     form: SnippetForm
+    visibility: str
+    burn: bool
     snippet: db.Snippet | None = None
     token: str = ""
 
@@ -44,11 +46,11 @@ async def create(request: web.Request, data: Mapping[str, object],
     visibility = parse_visibility(data, form.errors)
     burn = parse_flag(data, "burn_after_reading", form.errors)
     if not form.valid:
-        return Submitted(form)
+        return Submitted(form, visibility, burn)
     form.parent = await _parent_link(app[DB], form.parent, visibility)
     draft, token = await build_draft(form, app[LANGUAGES], highlight_in=highlight_in,
                                      expires_in=expires_in, visibility=visibility, burn=burn)
-    return Submitted(form, await app[INTAKE].create(draft), token)
+    return Submitted(form, visibility, burn, await app[INTAKE].create(draft), token)
 
 
 async def _parent_link(database: db.Database, parent: str | None,

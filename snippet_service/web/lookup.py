@@ -23,6 +23,17 @@ def snippet_id(request: web.Request) -> str:
     return raw
 
 
+def snippet_url(request: web.Request, name: str, ident: str) -> str:
+    """The path of one of a snippet's routes (the id is URL-safe: nothing to quote, so no
+    url_for, which costs more)."""
+    return request.app.router[name].canonical.replace("{id}", ident)
+
+
+def page_url(request: web.Request, ident: str) -> str:
+    """The snippet page's whole address, as the request reached us."""
+    return str(request.url.origin()) + snippet_url(request, "snippet", ident)
+
+
 @dataclass(frozen=True)
 class Reading:
     """A snippet as one request reads it."""

@@ -7,18 +7,15 @@ links to its parent, so a link someone shared always shows what they saw (see RE
 
 from __future__ import annotations
 
-from typing import Any
-
 import aiohttp_jinja2
 from aiohttp import web
 
 from snippet_service.web import changes
 from snippet_service.web.forms import SnippetForm
 from snippet_service.web.lookup import read, snippet_id
-from snippet_service.web.options import EXPIRY_CHOICES, VISIBILITY_CHOICES
 from snippet_service.web.owner import cookie_name, require_owner
 from snippet_service.web.typedefs import LANGUAGES
-from snippet_service.web.views import read_form
+from snippet_service.web.views import form_context, read_form
 
 NO_FORK = ("A burn-after-reading snippet can be read only once: it cannot be forked"
            " by anyone but its owner.")
@@ -33,13 +30,9 @@ async def _form_page(request: web.Request, mode: str) -> web.Response:
         raise web.HTTPForbidden(text=NO_FORK)
     form = SnippetForm(language=snippet.language, plain_code=snippet.plain_code,
                        title=snippet.title, parent=snippet.id)
-    context: dict[str, Any] = {
-        "request": request, "form": form, "mode": mode, "parent_id": snippet.id,
-        "expires_in": "never", "visibility": snippet.visibility,
-        "burn_after_reading": snippet.burn_after_reading,
-        "languages": request.app[LANGUAGES], "expiry_choices": EXPIRY_CHOICES,
-        "visibility_choices": VISIBILITY_CHOICES,
-    }
+    context = {**form_context(request, form, visibility=snippet.visibility,
+                              burn=snippet.burn_after_reading),
+               "mode": mode, "parent_id": snippet.id}
     response = aiohttp_jinja2.render_template("edit.html", request, context)
     response.headers["Cache-Control"] = "no-store"
     return response

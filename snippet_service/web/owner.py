@@ -8,6 +8,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from snippet_service import db, owners
+from snippet_service.web.middlewares import is_api
 from snippet_service.web.typedefs import CONFIG
 
 COOKIE_PREFIX = "owner_"
@@ -58,5 +59,4 @@ def is_owner(request: web.Request, snippet: db.Snippet) -> bool:
 def require_owner(request: web.Request, snippet: db.Snippet) -> None:
     """403 unless the request carries the snippet's owner token."""
     if not is_owner(request, snippet):
-        api = request.path.startswith("/api/")
-        raise web.HTTPForbidden(text=NOT_OWNER if api else NOT_OWNER_PAGE)
+        raise web.HTTPForbidden(text=NOT_OWNER if is_api(request) else NOT_OWNER_PAGE)

@@ -82,10 +82,6 @@ class Stylesheet:
         """Fetch a new copy of the default stylesheet now; whether it came."""
         return await self._default.refresh()
 
-    async def fetch(self) -> None:
-        """Ask the highlighter for the default stylesheet once; raise on any failure."""
-        await self._default.fetch()
-
     async def _light_and_dark(self) -> str:
         """The default style, and DARK_STYLE for browsers preferring a dark scheme (the
         default alone while the dark one cannot be had)."""

@@ -15,7 +15,7 @@ from snippet_service.snippets import REDIS_ERRORS
 from snippet_service.terminal import ansi_pending, request_ansi
 from snippet_service.web import changes
 from snippet_service.web.detect import AUTO, download_name, unicode_name
-from snippet_service.web.lookup import Reading, cached_body, read, snippet_id
+from snippet_service.web.lookup import Reading, cached_body, page_url, read, snippet_id
 from snippet_service.web.middlewares import PLAIN_ERRORS
 from snippet_service.web.typedefs import CONFIG, DONE, REDIS
 
@@ -155,7 +155,7 @@ async def upload(request: web.Request) -> web.Response:
     snippet = submitted.snippet
     if snippet is None:
         return plain_response("\n".join(submitted.form.errors.values()) + "\n", status=400)
-    url = str(request.url.origin().join(request.app.router["snippet"].url_for(id=snippet.id)))
+    url = page_url(request, snippet.id)
     response = plain_response(f"{url}\n{submitted.token}\n", status=201)
     response.headers["Location"] = url
     return response

@@ -48,10 +48,17 @@ def page_number(request: web.Request) -> int:
     return int(raw)
 
 
-async def index_context(request: web.Request, form: SnippetForm, expires_in: str = "never",
-                        visibility: str = "unlisted", burn: bool = False) -> dict[str, Any]:
+async def public_page(request: web.Request) -> tuple[int, list[db.SnippetSummary], bool]:
+    """The page of the public list the query asks for (``?page=N``): its number, its
+    snippets and whether another page follows."""
     page = page_number(request)
     listed = await db.public_summaries(request.app[DB], PAGE_SIZE + 1, (page - 1) * PAGE_SIZE)
+    return page, listed[:PAGE_SIZE], len(listed) > PAGE_SIZE
+
+
+def form_context(request: web.Request, form: SnippetForm, expires_in: str = "never",
+                 visibility: str = "unlisted", burn: bool = False) -> dict[str, Any]:
+    """What the snippet form (``_form.html``) shows, on the front page or the edit page."""
     return {
         "request": request,
         "form": form,
@@ -61,10 +68,14 @@ async def index_context(request: web.Request, form: SnippetForm, expires_in: str
         "languages": request.app[LANGUAGES],
         "expiry_choices": EXPIRY_CHOICES,
         "visibility_choices": VISIBILITY_CHOICES,
-        "recent": listed[:PAGE_SIZE],
-        "page": page,
-        "has_next": len(listed) > PAGE_SIZE,
     }
+
+
+async def index_context(request: web.Request, form: SnippetForm, expires_in: str = "never",
+                        visibility: str = "unlisted", burn: bool = False) -> dict[str, Any]:
+    page, recent, has_next = await public_page(request)
+    return {**form_context(request, form, expires_in, visibility, burn),
+            "recent": recent, "page": page, "has_next": has_next}
 
 
 @aiohttp_jinja2.template("index.html")
@@ -97,10 +108,8 @@ async def create(request: web.Request) -> web.StreamResponse:
     submitted = await changes.create(request, fields)
     form, snippet = submitted.form, submitted.snippet
     if snippet is None:
-        visibility = fields.get("visibility") or "unlisted"
-        burn = fields.get("burn_after_reading", "") not in ("", "0")
         context = await index_context(request, form, fields.get("expires_in", "never"),
-                                      visibility, burn)
+                                      submitted.visibility, submitted.burn)
         template = "edit.html" if form.parent and "parent" not in form.errors else "index.html"
         context.update(mode=fields.get("mode", "fork"), parent_id=form.parent)
         return aiohttp_jinja2.render_template(template, request, context, status=400)
