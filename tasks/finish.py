@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from arq.worker import Worker
@@ -143,3 +143,18 @@ async def finish_with_job(ctx: dict[str, Any], commands: Sequence[Command]) -> N
         batch.add(commands)
     else:
         await run_commands(ctx["redis"], commands)
+
+
+async def shielded(finishing: Awaitable[None]) -> None:
+    """Await a job's finish so that cancelling the job cannot cut it in half. When the job
+    was cancelled meanwhile (a worker stopping with Redis gone), a finish that then fails
+    has nobody awaiting it: its error is taken here, the job stays in Redis and runs again,
+    rather than asyncio reporting "Task exception was never retrieved" at exit."""
+    task = asyncio.ensure_future(finishing)
+    task.add_done_callback(_take_error)
+    await asyncio.shield(task)
+
+
+def _take_error(task: asyncio.Future[None]) -> None:
+    if not task.cancelled():
+        task.exception()

@@ -50,6 +50,7 @@ from tasks.finish import (
     finished_entry,
     guarded,
     run_outcome,
+    shielded,
 )
 
 logger = logging.getLogger("tasks.hotpath")
@@ -73,6 +74,7 @@ class BatchWorker(Worker):
         self._claim_script: Any = None
         self._claim_token = uuid.uuid4().hex[:16]
         self._marks: dict[str, str] = {}  # job id -> the mark of its latest claim here
+        self._sweeps: set[str] = set()  # the running cron jobs' ids
         self.paused = False  # this worker's queue, as the last claim found it
         self._backlog = False  # the last claim filled every free slot
         self._slot_freed = asyncio.Event()
@@ -185,6 +187,7 @@ class BatchWorker(Worker):
         if self.tasks.get(job_id) is task:
             del self.tasks[job_id]
             self._marks.pop(job_id, None)
+            self._sweeps.discard(job_id)
         if not task.cancelled() and task.exception() is not None:
             self._task_error = task.exception()
 
@@ -215,8 +218,8 @@ class BatchWorker(Worker):
             outcome = "aborted" if isinstance(exc, asyncio.CancelledError) else "failed"
             record = self.finished_record(job_id, function_name, outcome, start_ms,
                                           timestamp_ms())
-            await asyncio.shield(self.finish_failed_job(job_id, result_data,
-                                                        self._marks.get(job_id, mark), record))
+            await shielded(self.finish_failed_job(job_id, result_data,
+                                                  self._marks.get(job_id, mark), record))
 
         if not payload:
             logger.warning("job %s expired", job_id)
@@ -236,6 +239,8 @@ class BatchWorker(Worker):
             logger.warning("job %s, function %r not found", job_id, function_name)
             return await job_failed(JobExecutionFailed(f"function {function_name!r} not found"))
         is_cron = hasattr(function, "next_run")
+        if is_cron:
+            self._sweeps.add(job_id)
         ref = function_name if is_cron else f"{job_id}:{function_name}"
         keep_in_progress = keep_cronjob_progress if is_cron else None
         if enqueue_job_try and enqueue_job_try > job_try:
@@ -308,10 +313,9 @@ class BatchWorker(Worker):
                                           start_ms, finished_ms)
         if self.on_job_end:
             await self.on_job_end(ctx)
-        await asyncio.shield(self.finish_job(job_id, finish, result_data, result_timeout_s,
-                                             keep_forever, incr_score, keep_in_progress,
-                                             self._marks.get(job_id, mark),
-                                             record))
+        await shielded(self.finish_job(job_id, finish, result_data, result_timeout_s,
+                                       keep_forever, incr_score, keep_in_progress,
+                                       self._marks.get(job_id, mark), record))
         if self.after_job_end:
             await self.after_job_end(ctx)
 
@@ -370,6 +374,13 @@ class BatchWorker(Worker):
             commands.append(command("SET", result_key_prefix + job_id, result_data,
                                     *(("PX", expire) if expire else ())))
         await self.finish_batch.submit(guarded(in_progress_key_prefix + job_id, mark, commands))
+
+    async def _sleep_until_tasks_complete(self) -> None:
+        """The grace after a stop signal waits for the jobs, not for a running cron job:
+        the reconciler's sweep holds nothing of anyone's, runs again at its next tick and
+        may be waiting on a Redis that hangs. arq then cancels it with the rest."""
+        while any(job_id not in self._sweeps for job_id in self.tasks):
+            await asyncio.sleep(0.1)
 
     async def main(self) -> None:
         """arq's main loop; the finish batch is available to jobs through ctx."""

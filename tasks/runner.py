@@ -10,8 +10,9 @@ closes what the worker opened, waits (0.5 s, doubling up to 5 s) and builds a ne
 from the same settings.
 
 Stopping: SIGINT or SIGTERM stops claiming jobs; running jobs get WORKER_SHUTDOWN_GRACE
-seconds (arq's ``job_completion_wait``), then are cancelled to run again elsewhere; the
-process exits 0. A signal during the reconnect wait ends it at once, and every Redis call
+seconds (arq's ``job_completion_wait``), then are cancelled to run again elsewhere (a
+running reconciler pass is not waited for: see ``BatchWorker._sleep_until_tasks_complete``);
+the process exits 0. A signal during the reconnect wait ends it at once, and every Redis call
 on the way out has at most a second or so, so that with no job running the worker is
 gone within about 2 s even with Redis gone or hanging. Further signals change nothing:
 a terminal's Ctrl-C reaches every process of the group and a launcher may pass it on as
