@@ -26,6 +26,7 @@ MARK = "rgba(255, 213, 0, 0.28)"  # site.css --mark: a marked line's band, light
 CLEAR = "rgba(0, 0, 0, 0)"
 LIGHT_BODY, DARK_BODY = "rgb(250, 250, 250)", "rgb(13, 17, 23)"
 MONOKAI_BACKGROUND = "rgb(39, 40, 34)"  # #272822
+LIGHT_GUTTER, DARK_GUTTER = "rgb(246, 248, 250)", "rgb(22, 27, 34)"  # site.css
 
 
 async def highlighted(http: aiohttp.ClientSession, stack: Stack, code: str,
@@ -254,6 +255,13 @@ async def wait_for_background(page: Page, colour: str) -> None:
         " === colour", arg=colour, timeout=10_000)
 
 
+async def gutter_background(page: Page) -> str:
+    """The line-number gutter's background."""
+    found: str = await page.locator(".code-view .gutter").evaluate(
+        "gutter => getComputedStyle(gutter).backgroundColor")
+    return found
+
+
 async def stylesheets(page: Page) -> list[str]:
     """Where the page's highlight stylesheet links point."""
     hrefs: list[str] = await page.locator("link.highlight-css").evaluate_all(
@@ -279,6 +287,7 @@ async def test_style_picker_is_remembered(stack: Stack, browser: Browser,
     assert await stylesheets(page) == ["/highlight.css?style=monokai"] * 2
     await wait_for_background(page, MONOKAI_BACKGROUND)
     assert await highlight_colours(page) == (MONOKAI_BACKGROUND, "rgb(102, 217, 239)")
+    assert await gutter_background(page) == DARK_GUTTER  # the style's tone, not the page's
     await shot(page, "style-monokai")
 
     await page.reload()  # remembered in this browser, with no server round trip
@@ -297,6 +306,22 @@ async def test_style_picker_is_remembered(stack: Stack, browser: Browser,
     assert await stylesheets(page) == ["/highlight.css", "/highlight.css?style=github-dark"]
     await wait_for_background(page, default[0])
     assert await highlight_colours(page) == default
+    assert await gutter_background(page) == LIGHT_GUTTER
     assert await page.evaluate("localStorage.getItem('snippet-style')") is None
+    assert errors == []
+    await context.close()
+
+    # A light style in a dark page: the code box is light throughout, gutter included.
+    context = await browser.new_context(color_scheme="dark", viewport=VIEWPORT)
+    page = await context.new_page()
+    errors = page_errors(page)
+    await page.goto(f"{stack.url}/snippets/{first}")
+    assert await gutter_background(page) == DARK_GUTTER
+    await page.locator("#style-picker").select_option("default")
+    await wait_for_background(page, default[0])
+    assert await highlight_colours(page) == default
+    assert await gutter_background(page) == LIGHT_GUTTER
+    assert await page.evaluate("getComputedStyle(document.body).backgroundColor") == DARK_BODY
+    await shot(page, "style-default-dark-page")
     assert errors == []
     await context.close()

@@ -12,12 +12,13 @@ from types import SimpleNamespace
 
 import aiohttp
 import pytest
-from pygments.styles import get_all_styles
+from pygments.styles import get_all_styles, get_style_by_name
 
 from snippet_service.web import stylesheet
 from snippet_service.web.stylesheet import (
     AUTO,
     DARK_STYLE,
+    DARK_STYLES,
     STYLE_CHOICES,
     STYLE_NAMES,
     Stylesheet,
@@ -78,6 +79,24 @@ def test_the_choices_are_installed_styles() -> None:
     assert STYLE_NAMES - {AUTO} <= installed and DARK_STYLE in STYLE_NAMES
     assert len(STYLE_NAMES) == len(STYLE_CHOICES) >= 6
     assert all(label.strip() for _, label in STYLE_CHOICES)
+
+
+def luminance(colour: str) -> float:
+    """Relative luminance (WCAG) of a #rrggbb colour, 0 (black) to 1 (white)."""
+    def channel(hex_pair: str) -> float:
+        value = int(hex_pair, 16) / 255
+        return value / 12.92 if value <= 0.03928 else ((value + 0.055) / 1.055) ** 2.4
+    red, green, blue = (channel(colour.lstrip("#")[i:i + 2]) for i in (0, 2, 4))
+    return 0.2126 * red + 0.7152 * green + 0.0722 * blue
+
+
+def test_the_dark_styles_are_the_dark_backgrounds() -> None:
+    """The code box takes a picked style's tone from DARK_STYLES: it must name exactly the
+    choices whose Pygments background is dark."""
+    dark = {name for name in STYLE_NAMES - {AUTO}
+            if luminance(get_style_by_name(name).background_color) < 0.2}
+    assert set(DARK_STYLES) == dark and DARK_STYLE in dark
+    assert dark < STYLE_NAMES - {AUTO}  # light ones remain to pick
 
 
 async def test_each_style_is_the_highlighters(

@@ -1,14 +1,19 @@
 // The highlighting style a visitor picked ("snippet-style" in localStorage), applied
 // before the first paint: loaded without defer right after the two highlight stylesheet
 // links (the light style, and the dark one for prefers-color-scheme: dark). "auto" keeps
-// those two; another style points both at /highlight.css?style=NAME for every scheme.
+// those two; another style points both at /highlight.css?style=NAME for every scheme, and
+// gives the code box that style's tone (data-tone, light or dark).
 // The picker (#style-picker, on snippet pages) is wired once the page is parsed.
 (function () {
   "use strict";
   var KEY = "snippet-style";
   var AUTO = "auto";
   var script = document.currentScript;
-  var known = ((script && script.getAttribute("data-styles")) || "").split(" ").filter(Boolean);
+  function names(attribute) {
+    return ((script && script.getAttribute(attribute)) || "").split(" ").filter(Boolean);
+  }
+  var known = names("data-styles");
+  var dark = names("data-dark-styles");
   var links = Array.prototype.slice.call(document.querySelectorAll("link.highlight-css"));
   // The links as the page came, to go back to on "auto".
   var original = links.map(function (link) {
@@ -57,7 +62,14 @@
         set(link, "media", original[index].media);
       }
     });
-    document.documentElement.setAttribute("data-style", isKnown(name) ? name : AUTO);
+    var root = document.documentElement;
+    root.setAttribute("data-style", isKnown(name) ? name : AUTO);
+    // The code box takes the picked style's tone (site.css); "auto" follows the page's.
+    if (isKnown(name)) {
+      root.setAttribute("data-tone", dark.indexOf(name) >= 0 ? "dark" : "light");
+    } else {
+      root.removeAttribute("data-tone");
+    }
   }
 
   apply(stored());

@@ -39,7 +39,7 @@ from snippet_service.web.middlewares import (
 )
 from snippet_service.web.ratelimit import check_rate_limit
 from snippet_service.web.routes import setup_routes
-from snippet_service.web.stylesheet import DARK_STYLE, STYLE_CHOICES, Stylesheet
+from snippet_service.web.stylesheet import DARK_STYLE, DARK_STYLES, STYLE_CHOICES, Stylesheet
 from snippet_service.web.throttle import BytesInFlight
 from snippet_service.web.typedefs import (
     BODIES,
@@ -144,7 +144,7 @@ def create_app(config: Config) -> web.Application:
     )
     aiohttp_jinja2.get_env(app).globals.update(
         csrf_token=template_csrf_token, csp_nonce=template_csp_nonce,
-        style_choices=STYLE_CHOICES, dark_style=DARK_STYLE,
+        style_choices=STYLE_CHOICES, dark_style=DARK_STYLE, dark_styles=DARK_STYLES,
     )
     app.on_response_prepare.extend([security_headers, set_csrf_cookie])
     app.cleanup_ctx.extend([database, redis, http_ctx, highlighter_info_ctx,

@@ -42,6 +42,9 @@ STYLE_CHOICES: list[tuple[str, str]] = [
     ("one-dark", "One Dark"),
 ]
 STYLE_NAMES = frozenset(name for name, _ in STYLE_CHOICES)
+# The dark ones among them: the page gives the code box (gutter, line marks) the tone of
+# the style picked, whatever the page's own colour scheme.
+DARK_STYLES = (DARK_STYLE, "monokai", "dracula", "nord", "one-dark")
 
 
 class StylesheetUnavailable(Exception):
